@@ -1,0 +1,41 @@
+"""`so3krates md`: OpenMM molecular dynamics of a PDB with a model file."""
+import argparse
+from pathlib import Path
+
+from ..md import ALANINE_DIPEPTIDE_PDB, build_simulation, run_md
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("md", help="run OpenMM MD of a molecule with a model",
+                       description="Langevin MD of the molecule in a PDB file with an SO3krates model, in "
+                                   "vacuum or (--water) as the ML region inside TIP3P water (Amber14) through "
+                                   "openmm-ml's createMixedSystem. Writes trajectory.dcd and energies.csv "
+                                   "and prints the speed in ns/day.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="model file (.pt)")
+    p.add_argument("--pdb", default=str(ALANINE_DIPEPTIDE_PDB), help="PDB file (default: alanine dipeptide)")
+    p.add_argument("--water", type=float, default=0.0, metavar="PADDING_NM",
+                   help="solvate with this much TIP3P water padding (nm); 0 = vacuum")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--timestep", type=float, default=1.0, help="fs")
+    p.add_argument("--temperature", type=float, default=300.0, help="K")
+    p.add_argument("--friction", type=float, default=1.0, help="1/ps")
+    p.add_argument("--platform", default="CPU", help="OpenMM platform (Reference, CPU, CUDA)")
+    p.add_argument("--precision", choices=["single", "double"], default=None,
+                   help="model precision (default: as stored in the model file)")
+    p.add_argument("--minimize", action="store_true", help="minimise the energy before MD")
+    p.add_argument("--output", default="md_output", help="directory for trajectory.dcd and energies.csv")
+    p.add_argument("--report-interval", type=int, default=100, help="steps between trajectory frames / log lines")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args) -> int:
+    simulation, ml_atoms = build_simulation(args.model, args.pdb, args.water, args.temperature, args.timestep,
+                                            args.friction, args.platform, args.precision, args.seed)
+    result = run_md(simulation, args.steps, args.timestep, len(ml_atoms), Path(args.output),
+                    args.report_interval, args.minimize)
+    print(f"{result.steps} steps of {args.timestep} fs, {result.num_atoms} atoms ({result.num_ml_atoms} ML) "
+          f"on {args.platform}: {result.seconds:.1f} s, {result.ns_per_day:.3f} ns/day")
+    print(f"final potential energy {result.final_potential_kJ_mol:.2f} kJ/mol; "
+          f"trajectory {result.trajectory}, log {result.log}")
+    return 0

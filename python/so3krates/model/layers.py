@@ -1,0 +1,187 @@
+"""The Euclidean transformer block of SO3krates (attention + exchange), after mlff v1.0.
+
+Shapes: N atoms, P directed pairs (i, j), F invariant features, H heads, D degrees,
+m_tot = Σ_l (2l+1) Euclidean components, K radial basis functions.
+"""
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .spherical import DegreeOps
+
+ACTIVATIONS = ("silu", "identity")
+MESSAGE_NORMALIZATIONS = ("sqrt_num_features", "avg_num_neighbors", "identity")
+
+
+def activation(name: str) -> nn.Module:
+    """The activation named `name` (one of ACTIVATIONS) as a module."""
+    if name == "silu":
+        return nn.SiLU()
+    if name == "identity":
+        return nn.Identity()
+    raise ValueError(f"unknown activation {name!r}; choose one of {ACTIVATIONS}")
+
+
+def lecun_normal_(weight: torch.Tensor, fan_in: int) -> torch.Tensor:
+    """Truncated-normal init with variance 1/fan_in, as flax's lecun_normal (the reference's default)."""
+    std = 1.0 / math.sqrt(fan_in) / 0.87962566103423978
+    with torch.no_grad():
+        return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+
+
+def dense(n_in: int, n_out: int, zero: bool = False) -> nn.Linear:
+    """Linear layer initialised like flax Dense (lecun-normal kernel, zero bias); `zero` zeroes the kernel."""
+    layer = nn.Linear(n_in, n_out)
+    if zero:
+        nn.init.zeros_(layer.weight)
+    else:
+        lecun_normal_(layer.weight, n_in)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int, act: str, zero_last: bool = False) -> nn.Sequential:
+    """Dense -> activation -> Dense."""
+    return nn.Sequential(dense(n_in, n_hidden), activation(act), dense(n_hidden, n_out, zero_last))
+
+
+class HeadLinear(nn.Module):
+    """Independent F/H x F/H linear maps per head (no bias): (N, F) -> (N, H, F/H)."""
+
+    def __init__(self, num_features: int, num_heads: int, zero: bool = False):
+        super().__init__()
+        f = num_features // num_heads
+        self.num_heads = num_heads
+        self.weight = nn.Parameter(torch.empty(num_heads, f, f))
+        if zero:
+            nn.init.zeros_(self.weight)
+        else:
+            lecun_normal_(self.weight, f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xh = x.reshape(x.shape[0], self.num_heads, -1)
+        return torch.einsum("hij,nhj->nhi", self.weight, xh)
+
+
+class AttentionBlock(nn.Module):
+    """Filter-weighted attention without softmax; invariants attend over heads, Euclidean
+    variables over degrees. The cutoff multiplies every attention weight, which makes the
+    block smooth at the cutoff."""
+
+    def __init__(self, num_features: int, num_heads: int, degrees: Sequence[int], num_radial: int,
+                 act: str, qk_act: str, use_spherical_filter: bool, message_normalization: str,
+                 avg_num_neighbors: float, zero_values: bool):
+        super().__init__()
+        num_degrees = len(degrees)
+        if num_features % num_heads or num_features % num_degrees:
+            raise ValueError(f"num_features={num_features} must be divisible by num_heads={num_heads} "
+                             f"and by the number of degrees ({num_degrees})")
+        if message_normalization not in MESSAGE_NORMALIZATIONS:
+            raise ValueError(f"unknown message_normalization {message_normalization!r}; "
+                             f"choose one of {MESSAGE_NORMALIZATIONS}")
+        self.degree_ops = DegreeOps(degrees)
+        self.num_heads = num_heads
+        self.num_degrees = num_degrees
+        self.radial_filter_1 = mlp(num_radial, num_features, num_features, act)
+        self.radial_filter_2 = mlp(num_radial, num_features, num_features, act)
+        self.use_spherical_filter = use_spherical_filter
+        self.spherical_filter_1 = mlp(num_degrees, num_features // 4, num_features, act)
+        self.spherical_filter_2 = mlp(num_degrees, num_features // 4, num_features, act)
+        self.query_1 = HeadLinear(num_features, num_heads)
+        self.key_1 = HeadLinear(num_features, num_heads)
+        self.value_1 = HeadLinear(num_features, num_heads, zero=zero_values)
+        self.query_2 = HeadLinear(num_features, num_degrees)
+        self.key_2 = HeadLinear(num_features, num_degrees)
+        self.qk_act = activation(qk_act)
+        if message_normalization == "sqrt_num_features":
+            self.inv_norm_1 = (num_features / num_heads) ** -0.5
+            self.inv_norm_2 = (num_features / num_degrees) ** -0.5
+        elif message_normalization == "avg_num_neighbors":
+            self.inv_norm_1 = self.inv_norm_2 = 1.0 / avg_num_neighbors
+        else:
+            self.inv_norm_1 = self.inv_norm_2 = 1.0
+
+    def forward(self, x: torch.Tensor, ev: torch.Tensor, rbf: torch.Tensor, ylm: torch.Tensor,
+                cut: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor):
+        """x (N, F), ev (N, m_tot), rbf (P, K), ylm (P, m_tot), cut (P,), idx_i/idx_j (P,)
+        -> x update (N, F), ev update (N, m_tot)"""
+        w1 = self.radial_filter_1(rbf)
+        w2 = self.radial_filter_2(rbf)
+        if self.use_spherical_filter:
+            ev_inv = self.degree_ops.invariants(ev[idx_j] - ev[idx_i])  # (P, D)
+            w1 = w1 + self.spherical_filter_1(ev_inv)
+            w2 = w2 + self.spherical_filter_2(ev_inv)
+        n_pairs = rbf.shape[0]
+        w1 = w1.reshape(n_pairs, self.num_heads, -1)
+        w2 = w2.reshape(n_pairs, self.num_degrees, -1)
+
+        q1 = self.qk_act(self.query_1(x))[idx_i]
+        k1 = self.qk_act(self.key_1(x))[idx_j]
+        q2 = self.qk_act(self.query_2(x))[idx_i]
+        k2 = self.qk_act(self.key_2(x))[idx_j]
+        alpha_1 = (q1 * w1 * k1).sum(-1) * (self.inv_norm_1 * cut[:, None])  # (P, H)
+        alpha_2 = (q2 * w2 * k2).sum(-1) * (self.inv_norm_2 * cut[:, None])  # (P, D)
+
+        values = self.value_1(x)[idx_j]  # (P, H, F/H)
+        x_att = torch.zeros_like(x).index_add_(0, idx_i, (alpha_1[:, :, None] * values).reshape(n_pairs, -1))
+        ev_att = torch.zeros_like(ev).index_add_(0, idx_i, self.degree_ops.broadcast(alpha_2) * ylm)
+        return x_att, ev_att
+
+
+class ExchangeBlock(nn.Module):
+    """Per-atom coupling of invariants and Euclidean variables: one dense layer on [x, c(ev)]
+    whose first F outputs update x and last D outputs rescale each degree of ev."""
+
+    def __init__(self, num_features: int, degrees: Sequence[int], zero: bool):
+        super().__init__()
+        self.degree_ops = DegreeOps(degrees)
+        self.num_features = num_features
+        self.linear = dense(num_features + len(degrees), num_features + len(degrees), zero)
+
+    def forward(self, x: torch.Tensor, ev: torch.Tensor):
+        """x (N, F), ev (N, m_tot) -> x update (N, F), ev update (N, m_tot)"""
+        y = self.linear(torch.cat([x, self.degree_ops.invariants(ev)], dim=-1))
+        return y[:, :self.num_features], self.degree_ops.broadcast(y[:, self.num_features:]) * ev
+
+
+class ResidualMLP(nn.Module):
+    """x + Dense(act(Dense(act(x)))), the optional residual MLPs of the reference layer."""
+
+    def __init__(self, num_features: int, act: str, zero_last: bool):
+        super().__init__()
+        self.act = activation(act)
+        self.mlp = mlp(num_features, num_features, num_features, act, zero_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.act(x))
+
+
+class EuclideanTransformerBlock(nn.Module):
+    """Attention, then exchange, with residual connections and optional layer norms / residual MLPs."""
+
+    def __init__(self, num_features: int, num_heads: int, degrees: Sequence[int], num_radial: int,
+                 act: str = "silu", qk_act: str = "identity", use_spherical_filter: bool = True,
+                 message_normalization: str = "sqrt_num_features", avg_num_neighbors: float = 1.0,
+                 layer_norm_1: bool = False, layer_norm_2: bool = False,
+                 residual_mlp_1: bool = False, residual_mlp_2: bool = False,
+                 identity_at_init: bool = False):
+        super().__init__()
+        self.attention = AttentionBlock(num_features, num_heads, degrees, num_radial, act, qk_act,
+                                        use_spherical_filter, message_normalization, avg_num_neighbors,
+                                        identity_at_init)
+        self.exchange = ExchangeBlock(num_features, degrees, identity_at_init)
+        self.norm_1 = nn.LayerNorm(num_features) if layer_norm_1 else nn.Identity()
+        self.norm_2 = nn.LayerNorm(num_features) if layer_norm_2 else nn.Identity()
+        self.residual_1 = ResidualMLP(num_features, act, identity_at_init) if residual_mlp_1 else nn.Identity()
+        self.residual_2 = ResidualMLP(num_features, act, identity_at_init) if residual_mlp_2 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, ev: torch.Tensor, rbf: torch.Tensor, ylm: torch.Tensor,
+                cut: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor):
+        x_att, ev_att = self.attention(x, ev, rbf, ylm, cut, idx_i, idx_j)
+        x = self.residual_1(self.norm_1(x + x_att))
+        ev = ev + ev_att
+        x_ex, ev_ex = self.exchange(x, ev)
+        x = self.norm_2(self.residual_2(x + x_ex))
+        return x, ev

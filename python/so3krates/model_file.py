@@ -1,0 +1,153 @@
+"""The model file: one TorchScript `.pt` holding an SO3kratesPotential and its metadata.
+
+The metadata (JSON, stored as an extra file inside the TorchScript archive) says what the model is:
+package and format version, hyperparameters, elements, cutoff, units, per-element energies,
+training data description and a digest of the weights, so that a file that is not ours, is
+corrupted, or was written by an incompatible version is refused with a clear message.
+"""
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+
+from .model import SO3krates, SO3kratesConfig, SO3kratesPotential
+
+FORMAT_NAME = "openmm-so3krates-model"
+FORMAT_VERSION = 1
+METADATA_FILE = "so3krates.json"
+UNITS = {"length": "angstrom", "energy": "eV", "forces": "eV/angstrom"}
+
+
+class ModelFileError(RuntimeError):
+    """A model file that cannot be used: missing, not ours, corrupted or from an incompatible version."""
+
+
+@dataclass
+class ModelInfo:
+    """Metadata of a model file."""
+
+    config: SO3kratesConfig
+    package_version: str
+    format_version: int
+    dtype: str
+    atomic_energies_eV: Dict[int, float]
+    training_data: Optional[Dict[str, Any]]
+    created: str
+    weights_sha256: str
+
+    @property
+    def elements(self):
+        return self.config.elements
+
+    @property
+    def cutoff_angstrom(self) -> float:
+        return self.config.cutoff
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"format": FORMAT_NAME, "format_version": self.format_version,
+                "package_version": self.package_version, "created": self.created, "dtype": self.dtype,
+                "units": UNITS, "elements": self.config.elements, "cutoff_angstrom": self.config.cutoff,
+                "hyperparameters": self.config.to_dict(),
+                "atomic_energies_eV": {str(z): e for z, e in self.atomic_energies_eV.items()},
+                "training_data": self.training_data, "weights_sha256": self.weights_sha256}
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over every parameter and buffer (name, dtype, shape, bytes) in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_model(potential: SO3kratesPotential, path: Union[str, Path],
+               training_data: Optional[Dict[str, Any]] = None) -> ModelInfo:
+    """Script `potential` and write it with its metadata to `path` atomically (temp file + rename)."""
+    from . import __version__
+
+    path = Path(path)
+    potential = potential.eval()
+    scripted = torch.jit.script(potential)
+    dtype = next(potential.parameters()).dtype
+    info = ModelInfo(config=potential.model.config, package_version=__version__, format_version=FORMAT_VERSION,
+                     dtype=str(dtype).replace("torch.", ""),
+                     atomic_energies_eV=potential.model.atomic_energies_eV(), training_data=training_data,
+                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     weights_sha256=weights_digest(scripted))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: json.dumps(info.to_dict(), indent=1)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return info
+
+
+def _parse_metadata(path: Path, text: str) -> ModelInfo:
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ModelFileError(f"{path}: the model metadata is not valid JSON ({err}); the file is corrupted") from None
+    if meta.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path} is not an openmm-so3krates model file (metadata format {meta.get('format')!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written by openmm-so3krates {meta.get('package_version')} in model format "
+            f"{version}; this installation reads formats up to {FORMAT_VERSION}: upgrade openmm-so3krates")
+    try:
+        return ModelInfo(config=SO3kratesConfig.from_dict(meta["hyperparameters"]),
+                         package_version=meta["package_version"], format_version=version, dtype=meta["dtype"],
+                         atomic_energies_eV={int(z): float(e) for z, e in meta["atomic_energies_eV"].items()},
+                         training_data=meta.get("training_data"), created=meta["created"],
+                         weights_sha256=meta["weights_sha256"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: model metadata is incomplete or invalid ({err})") from None
+
+
+def read_info(path: Union[str, Path]) -> ModelInfo:
+    """Metadata of a model file, without checking the weights."""
+    return load_model(path, verify_weights=False)[1]
+
+
+def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
+               verify_weights: bool = True) -> Tuple[torch.jit.ScriptModule, ModelInfo]:
+    """Load a model file -> (TorchScript SO3kratesPotential, metadata). Raises ModelFileError with
+    the reason when the file is missing, not a model of ours, corrupted or too new."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    extra = {METADATA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as err:  # torch raises RuntimeError or ValueError, with long C++ traces
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ModelFileError(f"{path} is not a readable TorchScript model file (corrupted or another "
+                             f"format): {reason}") from None
+    if not extra[METADATA_FILE]:
+        raise ModelFileError(f"{path} is a TorchScript file but not an openmm-so3krates model "
+                             f"(it has no {METADATA_FILE} metadata)")
+    info = _parse_metadata(path, extra[METADATA_FILE])
+    if verify_weights and weights_digest(module) != info.weights_sha256:
+        raise ModelFileError(f"{path}: the weights do not match the digest recorded when the file was "
+                             f"written; the file is corrupted")
+    return module, info
+
+
+def create_potential(config: SO3kratesConfig, dtype: torch.dtype = torch.float32,
+                     seed: Optional[int] = None) -> SO3kratesPotential:
+    """A fresh (untrained) potential; `seed` makes the random weights reproducible."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return SO3kratesPotential(SO3krates(config)).to(dtype)
