@@ -11,6 +11,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 ALANINE_DIPEPTIDE_PDB = Path(__file__).parent / "data" / "alanine-dipeptide.pdb"
 WATER_RESIDUES = {"HOH", "WAT", "TIP3"}
+MM_CUTOFF_NM = 0.9
+MIN_WATER_PADDING_NM = 1.0
 
 
 @dataclass
@@ -40,6 +42,9 @@ def build_simulation(model_path: str, pdb_path: str, water_padding_nm: float = 0
     Returns (simulation, ML atom indices)."""
     from openmmml import MLPotential
 
+    if 0 < water_padding_nm < MIN_WATER_PADDING_NM:
+        raise ValueError(f"water padding {water_padding_nm} nm is too small: use at least {MIN_WATER_PADDING_NM} nm "
+                         f"so that the box is wider than twice the {MM_CUTOFF_NM} nm MM cutoff")
     pdb = app.PDBFile(str(pdb_path))
     potential = MLPotential("so3krates", modelPath=str(model_path))
     if water_padding_nm > 0:
@@ -49,7 +54,7 @@ def build_simulation(model_path: str, pdb_path: str, water_padding_nm: float = 0
         topology, positions = modeller.topology, modeller.positions
         ml_atoms = ml_atom_indices(topology)
         mm_system = forcefield.createSystem(topology, nonbondedMethod=app.PME,
-                                            nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
+                                            nonbondedCutoff=MM_CUTOFF_NM * unit.nanometer, constraints=app.HBonds)
         system = potential.createMixedSystem(topology, mm_system, ml_atoms, precision=precision)
     else:
         topology, positions = pdb.topology, pdb.positions

@@ -54,6 +54,7 @@ class HeadLinear(nn.Module):
         super().__init__()
         f = num_features // num_heads
         self.num_heads = num_heads
+        self.head_features = f
         self.weight = nn.Parameter(torch.empty(num_heads, f, f))
         if zero:
             nn.init.zeros_(self.weight)
@@ -61,7 +62,7 @@ class HeadLinear(nn.Module):
             lecun_normal_(self.weight, f)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xh = x.reshape(x.shape[0], self.num_heads, -1)
+        xh = x.reshape(x.shape[0], self.num_heads, self.head_features)
         return torch.einsum("hij,nhj->nhi", self.weight, xh)
 
 
@@ -82,6 +83,7 @@ class AttentionBlock(nn.Module):
             raise ValueError(f"unknown message_normalization {message_normalization!r}; "
                              f"choose one of {MESSAGE_NORMALIZATIONS}")
         self.degree_ops = DegreeOps(degrees)
+        self.num_features = num_features
         self.num_heads = num_heads
         self.num_degrees = num_degrees
         self.radial_filter_1 = mlp(num_radial, num_features, num_features, act)
@@ -114,8 +116,8 @@ class AttentionBlock(nn.Module):
             w1 = w1 + self.spherical_filter_1(ev_inv)
             w2 = w2 + self.spherical_filter_2(ev_inv)
         n_pairs = rbf.shape[0]
-        w1 = w1.reshape(n_pairs, self.num_heads, -1)
-        w2 = w2.reshape(n_pairs, self.num_degrees, -1)
+        w1 = w1.reshape(n_pairs, self.num_heads, self.num_features // self.num_heads)
+        w2 = w2.reshape(n_pairs, self.num_degrees, self.num_features // self.num_degrees)
 
         q1 = self.qk_act(self.query_1(x))[idx_i]
         k1 = self.qk_act(self.key_1(x))[idx_j]
@@ -125,7 +127,7 @@ class AttentionBlock(nn.Module):
         alpha_2 = (q2 * w2 * k2).sum(-1) * (self.inv_norm_2 * cut[:, None])  # (P, D)
 
         values = self.value_1(x)[idx_j]  # (P, H, F/H)
-        x_att = torch.zeros_like(x).index_add_(0, idx_i, (alpha_1[:, :, None] * values).reshape(n_pairs, -1))
+        x_att = torch.zeros_like(x).index_add_(0, idx_i, (alpha_1[:, :, None] * values).reshape(n_pairs, self.num_features))
         ev_att = torch.zeros_like(ev).index_add_(0, idx_i, self.degree_ops.broadcast(alpha_2) * ylm)
         return x_att, ev_att
 

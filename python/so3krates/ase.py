@@ -1,0 +1,61 @@
+"""ASE calculator for quick single points, geometry optimisation and ASE MD with a model file.
+
+    from so3krates.ase import SO3kratesCalculator
+    atoms.calc = SO3kratesCalculator("model.pt")
+"""
+from typing import Optional
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from .elements import check_elements
+from .model_file import load_model
+
+
+def check_reduced_cell(cell: np.ndarray, tolerance: float = 1e-6) -> None:
+    """Raise unless `cell` (rows a, b, c in Å) is in OpenMM's reduced triclinic form, which the
+    in-model neighbour list's minimum-image convention relies on."""
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cell
+    lower_triangular = max(abs(ay), abs(az), abs(bz)) <= tolerance
+    reduced = (ax > 0 and by > 0 and cz > 0 and abs(bx) <= 0.5 * ax + tolerance
+               and abs(cx) <= 0.5 * ax + tolerance and abs(cy) <= 0.5 * by + tolerance)
+    if not (lower_triangular and reduced):
+        raise ValueError(f"periodic cell {cell.tolist()} Å is not in reduced triclinic form (a along x, b in the "
+                         "xy plane, |b_x| <= a_x/2, |c_x| <= a_x/2, |c_y| <= b_y/2); rotate and reduce it first "
+                         "(e.g. atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True) for a box)")
+
+
+class SO3kratesCalculator(Calculator):
+    """Energy (eV) and forces (eV/Å) of an SO3krates model file. Periodic cells must be in OpenMM's
+    reduced lower-triangular form (a along x, b in the xy plane) as ASE's `cell.standard_form()` gives
+    for ordinary boxes; partial periodicity is not supported."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, model_path: str, device: str = "cpu", precision: Optional[str] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.potential, self.info = load_model(model_path, device=device)
+        self.device = torch.device(device)
+        self.dtype = {None: getattr(torch, self.info.dtype), "single": torch.float32,
+                      "double": torch.float64}[precision]
+        self.potential = self.potential.to(self.dtype)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        numbers = self.atoms.get_atomic_numbers()
+        check_elements(numbers, self.info.elements)
+        cell = None
+        pbc = self.atoms.get_pbc()
+        if pbc.any():
+            if not pbc.all():
+                raise ValueError(f"partially periodic systems (pbc={pbc.tolist()}) are not supported")
+            cell_array = self.atoms.get_cell().array
+            check_reduced_cell(cell_array)
+            cell = torch.tensor(cell_array, dtype=self.dtype, device=self.device)
+        z = torch.tensor(numbers, dtype=torch.long, device=self.device)
+        pos = torch.tensor(self.atoms.get_positions(), dtype=self.dtype, device=self.device, requires_grad=True)
+        energy = self.potential(z, pos, cell)
+        forces = -torch.autograd.grad(energy, pos)[0]
+        self.results["energy"] = self.results["free_energy"] = float(energy)
+        self.results["forces"] = forces.detach().cpu().numpy().astype(np.float64)

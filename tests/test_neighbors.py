@@ -1,0 +1,110 @@
+"""The in-model neighbour list against brute force with explicit periodic images."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from so3krates.model import NeighborList
+
+from conftest import small_config
+from so3krates.model_file import create_potential
+
+
+def reduced_box(rng: np.random.Generator, triclinic: bool, min_width: float) -> np.ndarray:
+    """A random box in OpenMM's reduced form (rows a, b, c)."""
+    a = rng.uniform(min_width, min_width + 6)
+    b = rng.uniform(min_width, min_width + 6)
+    c = rng.uniform(min_width, min_width + 6)
+    box = np.diag([a, b, c])
+    if triclinic:
+        box[1, 0] = rng.uniform(-0.5, 0.5) * a
+        box[2, 0] = rng.uniform(-0.5, 0.5) * a
+        box[2, 1] = rng.uniform(-0.5, 0.5) * b
+    return box
+
+
+def brute_force_pairs(pos: np.ndarray, box, cutoff: float) -> set:
+    """{(i, j, image)} from all images n in {-2..2}^3 of the wrapped positions (periodic) or none."""
+    if box is not None:
+        frac = pos @ np.linalg.inv(box)
+        pos = (frac - np.floor(frac)) @ box
+    images = np.zeros((1, 3)) if box is None else np.array(list(itertools.product(range(-2, 3), repeat=3))) @ box
+    # (i, j, image) displacement pos[j] + shift - pos[i], all at once
+    delta = pos[None, :, None, :] + images[None, None, :, :] - pos[:, None, None, :]
+    inside = np.linalg.norm(delta, axis=-1) < cutoff
+    i_idx, j_idx, k_idx = np.nonzero(inside)
+    return {(int(i), int(j), tuple(images[k].tolist())) for i, j, k in zip(i_idx, j_idx, k_idx)
+            if i != j or images[k].any()}
+
+
+def model_pairs(nl: NeighborList, pos: np.ndarray, box) -> set:
+    cell = None if box is None else torch.tensor(box)
+    idx_i, idx_j, shifts = nl(torch.tensor(pos), cell)
+    result = [(int(i), int(j), tuple(s.tolist())) for i, j, s in zip(idx_i, idx_j, shifts)]
+    assert len({(i, j, tuple(np.round(s, 6))) for i, j, s in result}) == len(result), "duplicate pairs"
+    return result
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("triclinic", [False, True])
+@pytest.mark.parametrize("brute_force_max_atoms", [0, 10_000], ids=["cell-list", "all-pairs"])
+def test_periodic_neighbor_list_equals_brute_force(seed, triclinic, brute_force_max_atoms):
+    rng = np.random.default_rng(seed)
+    cutoff = 3.0
+    box = reduced_box(rng, triclinic, 2 * cutoff)
+    n = 60
+    frac = rng.uniform(-1.5, 2.5, size=(n, 3))  # unwrapped: up to two boxes outside
+    pos = frac @ box
+    nl = NeighborList(cutoff, brute_force_max_atoms=brute_force_max_atoms)
+    expected = brute_force_pairs(pos, box, cutoff)
+    got = model_pairs(nl, pos, box)
+    # shifts refer to wrapped (brute force) or unwrapped (model) positions: compare (i, j, distance)
+    wrapped = (pos @ np.linalg.inv(box) % 1.0) @ box
+
+    def distances(pairs, p):
+        return sorted((i, j, float(np.linalg.norm(p[j] + np.array(s) - p[i]))) for i, j, s in pairs)
+    got_d, expected_d = distances(got, pos), distances(expected, wrapped)
+    assert [(i, j) for i, j, _ in got_d] == [(i, j) for i, j, _ in expected_d]
+    np.testing.assert_allclose([d for *_, d in got_d], [d for *_, d in expected_d], rtol=1e-9)
+    assert len(expected) > n  # the test exercises pairs
+
+
+@pytest.mark.parametrize("n_atoms", [50, 400])
+def test_vacuum_cell_list_equals_brute_force(n_atoms):
+    rng = np.random.default_rng(n_atoms)
+    pos = rng.uniform(0, 4.0 * n_atoms ** (1 / 3), size=(n_atoms, 3))
+    expected = brute_force_pairs(pos, None, 3.0)
+    for max_atoms in (0, 10_000):
+        assert set(model_pairs(NeighborList(3.0, brute_force_max_atoms=max_atoms), pos, None)) == expected
+
+
+def test_box_too_small_for_cutoff_is_a_clear_error():
+    nl = NeighborList(5.0)
+    box = torch.diag(torch.tensor([12.0, 9.0, 12.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="too small.*twice the cutoff"):
+        nl(torch.zeros(3, 3, dtype=torch.float64), box)
+
+
+def test_periodic_energy_equals_explicit_images():
+    """Atomic energies in a periodic box equal those of the central copy in a 3x3x3 cluster of
+    explicit images (the model's receptive field is num_layers x cutoff < one box width)."""
+    cutoff = 3.0
+    potential = create_potential(small_config(cutoff=cutoff, num_layers=2), torch.float64, seed=2)
+    rng = np.random.default_rng(0)
+    box = reduced_box(rng, True, 2 * cutoff + 0.5)
+    n = 24
+    pos = rng.uniform(0, 1, size=(n, 3)) @ box
+    z = torch.tensor(rng.choice([1, 6, 7, 8], size=n))
+    pos_t = torch.tensor(pos)
+    idx_i, idx_j, vec = potential.pair_vectors(pos_t, torch.tensor(box))
+    periodic = potential.model(z, vec, idx_i, idx_j)
+
+    cells = list(itertools.product((-1, 0, 1), repeat=3))
+    copies = [np.array(c) @ box for c in cells]
+    cluster = torch.tensor(np.concatenate([pos + s for s in copies]))
+    cluster_z = z.repeat(len(copies))
+    ci, cj, cvec = potential.pair_vectors(cluster, None)
+    cluster_energies = potential.model(cluster_z, cvec, ci, cj)
+    centre = cells.index((0, 0, 0))
+    torch.testing.assert_close(cluster_energies[centre * n:(centre + 1) * n], periodic, rtol=1e-10, atol=1e-10)
