@@ -57,5 +57,5 @@ class SO3kratesCalculator(Calculator):
         pos = torch.tensor(self.atoms.get_positions(), dtype=self.dtype, device=self.device, requires_grad=True)
         energy = self.potential(z, pos, cell)
         forces = -torch.autograd.grad(energy, pos)[0]
-        self.results["energy"] = self.results["free_energy"] = float(energy)
+        self.results["energy"] = self.results["free_energy"] = float(energy.detach())
         self.results["forces"] = forces.detach().cpu().numpy().astype(np.float64)

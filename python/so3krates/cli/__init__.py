@@ -31,7 +31,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ModelFileError, UnsupportedElementError, ValueError, FileNotFoundError) as err:
         print(f"so3krates {args.command}: error: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

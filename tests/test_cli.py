@@ -1,0 +1,59 @@
+"""The `so3krates` command line as a user runs it."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from so3krates.cli import main
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("init", "info", "md"):
+        assert command in out
+
+
+def test_init_info_md_vacuum(tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    assert main(["init", str(model), "--elements", "H,C,N,O", "--features", "32", "--radial", "8"]) == 0
+    assert main(["info", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "elements        H C N O" in out and "cutoff          5.0 Å" in out
+    assert main(["md", "--model", str(model), "--steps", "20", "--report-interval", "10",
+                 "--output", str(tmp_path / "md")]) == 0
+    out = capsys.readouterr().out
+    assert "ns/day" in out
+    lines = (tmp_path / "md" / "energies.csv").read_text().splitlines()
+    assert len(lines) == 3  # header + 2 reports
+    assert (tmp_path / "md" / "trajectory.dcd").stat().st_size > 0
+
+
+def test_md_in_water_runs(tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    main(["init", str(model), "--elements", "H,C,N,O", "--features", "32", "--radial", "8"])
+    assert main(["md", "--model", str(model), "--water", "1.0", "--steps", "4", "--report-interval", "2",
+                 "--output", str(tmp_path / "md")]) == 0
+    assert "(22 ML)" in capsys.readouterr().out
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["init", str(tmp_path / "m.pt"), "--elements", "H,Xx"]) == 2
+    assert "'Xx' is not an element" in capsys.readouterr().err
+    assert main(["init", str(tmp_path / "m.pt"), "--features", "30"]) == 2
+    assert "must be divisible" in capsys.readouterr().err
+    main(["init", str(tmp_path / "m.pt"), "--elements", "C,H"])
+    assert main(["md", "--model", str(tmp_path / "m.pt"), "--steps", "1"]) == 2
+    assert "supported elements: H, C" in capsys.readouterr().err
+    assert main(["md", "--model", str(tmp_path / "m.pt"), "--water", "0.5"]) == 2
+    assert "too small" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "so3krates"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "so3krates" in result.stdout
