@@ -57,3 +57,11 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "so3krates"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "so3krates" in result.stdout
+
+
+def test_ci_runs_the_readme_test_command():
+    root = Path(__file__).resolve().parents[1]
+    readme_commands = [line for line in (root / "README.md").read_text().splitlines()
+                       if line.startswith("python3.11 -m venv")]
+    assert len(readme_commands) == 2
+    assert readme_commands[1] in (root / ".ci" / "run").read_text()
