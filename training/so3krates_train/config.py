@@ -1,0 +1,105 @@
+"""The training configuration: one typed object, read from YAML, with `key.sub=value` overrides."""
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import re
+
+import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-3` as a string; accept exponent floats without a dot, as users write them."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$|^[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?$"
+               r"|^[-+]?[0-9][0-9_]*\.[0-9_]*$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    format: Optional[str] = None  # rmd17, sgdml, extxyz, spice, ani1x; None: detect
+    options: Dict[str, Any] = field(default_factory=dict)  # passed to the reader (units, keys, filters)
+    train: Union[int, float] = 0.8  # counts, or fractions of frames (molecules with split_by=molecule)
+    valid: Union[int, float] = 0.1
+    test: Union[int, float] = 0.1
+    split_by: str = "frame"  # or "molecule"
+    exclude: Optional[str] = None  # file of frame indices to drop (written by `so3krates check-data`)
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 100
+    time_limit_s: Optional[float] = None  # stop (and export) after this much training time
+    batch_size: int = 5
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine over all steps, or plateau (halve when validation stalls)
+    min_lr: float = 1e-5
+    plateau_patience: int = 10
+    grad_clip: float = 10.0
+    ema_decay: float = 0.99
+    force_weight: float = 0.99  # β: loss = (1-β)·MSE(E/atom) + β·MSE(F)
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Dict[str, Any] = field(default_factory=dict)  # SO3kratesConfig fields; elements default to the data's
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    atomic_energies: Union[str, Dict[int, float]] = "fit"  # "fit", or {Z: isolated-atom energy in eV}
+    fit_intercept: bool = False
+    output: str = "runs/so3krates"
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "cpu"
+    tf32: bool = False  # CUDA: TF32 matmuls (A100)
+    eval_every: int = 1  # epochs
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls, values: Dict[str, Any], where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else None
+        if is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value, f"{where}.{name}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _set(tree: Dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
+
+
+def load_config(path: Optional[str], overrides: List[str] = ()) -> TrainConfig:
+    """Read YAML (if given) and apply overrides like `optim.lr=3e-4` (values parsed as YAML)."""
+    values: Dict[str, Any] = {}
+    if path is not None:
+        values = parse_yaml(Path(path).read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a training configuration must be a mapping")
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        _set(values, key, parse_yaml(raw))
+    return _build(TrainConfig, values, str(path or "config"))
