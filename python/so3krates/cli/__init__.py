@@ -1,6 +1,7 @@
 """`so3krates` command line: one entry point, one module per subcommand."""
 import argparse
 import sys
+from importlib.metadata import entry_points
 from typing import List, Optional
 
 from . import info, init, md
@@ -15,9 +16,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "run molecular dynamics with them. Lengths are in Å and energies in eV inside model "
                     "files; OpenMM sees nm and kJ/mol.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for module in commands().values():
         module.add_parser(sub)
     return parser
+
+
+def commands():
+    """Built-in commands plus those other installed packages (the training package) register
+    under the `so3krates.commands` entry point group; the runtime never imports them itself."""
+    found = dict(COMMANDS)
+    for entry in entry_points(group="so3krates.commands"):
+        found[entry.name] = entry.load()
+    return found
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -27,7 +37,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command].run(args) or 0
+        return commands()[args.command].run(args) or 0
     except (ModelFileError, UnsupportedElementError, ValueError, FileNotFoundError) as err:
         print(f"so3krates {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,1 @@
+"""`so3krates` subcommands of the training package (registered under `so3krates.commands`)."""

@@ -1,0 +1,33 @@
+"""`so3krates train CONFIG.yaml [key=value ...]`."""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model on reference data",
+                       description="Fit per-element energies, train SO3krates on energies and forces, write "
+                                   "checkpoints (latest.pt, best.pt), metrics.csv and the final model.pt into "
+                                   "the run's output directory. Overrides like optim.lr=3e-4 data.train=500 "
+                                   "change the YAML config. Interrupted runs continue with --resume. "
+                                   "Under torchrun, each process trains on its share of every batch (DDP).")
+    p.add_argument("config", nargs="?", help="YAML configuration (see examples/)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value settings applied on top of the config")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/latest.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from ..config import load_config
+    from ..trainer import Trainer
+
+    config_path = args.config
+    overrides = list(args.overrides)
+    if config_path is not None and "=" in config_path:  # no YAML file, only overrides
+        overrides.insert(0, config_path)
+        config_path = None
+    trainer = Trainer(load_config(config_path, overrides), resume=args.resume, show_progress=not args.no_progress)
+    path = trainer.train()
+    if path is not None:
+        metrics = trainer.validate(trainer.ema)
+        print(f"model written to {path}; validation: energy MAE "
+              f"{1000 * metrics['valid_energy_mae_eV_per_atom']:.2f} meV/atom, force MAE "
+              f"{1000 * metrics['valid_force_mae_eV_A']:.1f} meV/Å")
+    return 0
