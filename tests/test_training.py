@@ -1,0 +1,145 @@
+"""Training: it learns, resumes exactly after a kill, DDP matches one process, eval matches numpy."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from so3krates.ase import SO3kratesCalculator
+from so3krates_train.batching import collate, predict
+from so3krates_train.checkpoint import load_checkpoint
+from so3krates_train.config import load_config
+from so3krates_train.data import read_frames
+from so3krates_train.evaluate import error_metrics, predict_frames
+from so3krates_train.trainer import Trainer
+
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "rmd17_ethanol_1000.npz"
+SMALL = ["model.num_features=16", "model.num_radial=8", "model.num_layers=1", "optim.batch_size=5",
+         "optim.lr=5e-3", "optim.warmup_steps=10", "optim.ema_decay=0.8", "data.train=100", "data.valid=50",
+         "data.test=50", f"data.path={DATA}"]
+
+
+def test_training_lowers_validation_force_error(tmp_path):
+    config = load_config(None, SMALL + ["optim.epochs=8", "model.num_features=32", "model.num_layers=2",
+                                        "data.train=200", f"output={tmp_path}"])
+    trainer = Trainer(config, show_progress=False)
+    before = trainer.validate(trainer.ema)["valid_force_mae_eV_A"]
+    model_path = trainer.train()
+    after = trainer.validate(trainer.ema)["valid_force_mae_eV_A"]
+    print(f"\nvalidation force MAE {1000 * before:.0f} -> {1000 * after:.0f} meV/Å")
+    assert after < before / 3
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "split.json").is_file()
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 9
+    # the exported model reproduces the trained EMA network
+    frames = trainer.valid_frames.select(range(5))
+    from so3krates.model_file import load_model
+    potential, info = load_model(model_path)
+    assert info.training_data["frames"] == 1000
+    energy_file, forces_file = predict_frames(potential, frames, dtype=torch.float32)
+    energy, forces = predict(trainer.ema, collate(frames, range(5), 5.0, torch.float32, torch.device("cpu")),
+                             create_graph=False)
+    np.testing.assert_allclose(energy_file, energy.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(forces_file, forces.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_kill_and_resume_reaches_the_same_weights(tmp_path):
+    """float64, because even two uninterrupted CPU runs differ in the last bits (BLAS and reduction
+    order depend on memory alignment); in float64 that noise stays far below the tolerance."""
+    args = SMALL + ["optim.epochs=6", "dtype=float64"]
+    command = [str(Path(sys.executable).parent / "so3krates"), "train", "--no-progress"]
+    subprocess.run(command + args + [f"output={tmp_path / 'straight'}"], check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command + args + [f"output={killed}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (killed / "latest.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    interrupted_at = load_checkpoint(killed / "latest.pt")["epoch"]
+    assert interrupted_at < 6, "the run finished before it could be killed"
+    subprocess.run(command + ["--resume"] + args + [f"output={killed}"], check=True, capture_output=True)
+
+    a, b = load_checkpoint(tmp_path / "straight" / "latest.pt"), load_checkpoint(killed / "latest.pt")
+    assert a["epoch"] == b["epoch"] == 6
+    for key in ("model", "ema"):
+        for name in a[key]:
+            torch.testing.assert_close(a[key][name], b[key][name], rtol=1e-9, atol=1e-12, equal_nan=True,
+                                       msg=f"{key}.{name} differs after resume")
+
+
+DDP_WORKER = """
+import os, sys, torch, torch.distributed as dist
+sys.path.insert(0, {tests!r})
+from so3krates_train.batching import collate, predict
+from so3krates_train.data import read_frames
+from so3krates.model import SO3krates, SO3kratesConfig
+rank, world = int(sys.argv[1]), 2
+dist.init_process_group("gloo", init_method="file://" + {store!r}, rank=rank, world_size=world)
+torch.manual_seed(0)
+model = SO3krates(SO3kratesConfig(elements=[1, 6, 8], num_features=16, num_radial=8, num_layers=1, zero_readout=False))
+ddp = torch.nn.parallel.DistributedDataParallel(model)
+frames = read_frames({data!r})
+batch = collate(frames, list(range(rank * 4, rank * 4 + 4)), 5.0, torch.float32, torch.device("cpu"))
+energy, forces = predict(ddp, batch, create_graph=True)
+loss = 0.01 * ((energy - batch["energy"]) / batch["n_atoms"]).pow(2).mean() + (forces - batch["forces"]).pow(2).mean()
+loss.backward()
+if rank == 0:
+    torch.save({{n: p.grad for n, p in model.named_parameters()}}, {out!r})
+dist.destroy_process_group()
+"""
+
+
+def test_two_process_ddp_gradients_equal_single_process(tmp_path):
+    script = tmp_path / "worker.py"
+    out = tmp_path / "grads.pt"
+    script.write_text(DDP_WORKER.format(tests=str(Path(__file__).parent), store=str(tmp_path / "store"),
+                                        data=str(DATA), out=str(out)))
+    workers = [subprocess.Popen([sys.executable, str(script), str(rank)], stderr=subprocess.PIPE, text=True)
+               for rank in range(2)]
+    for w in workers:
+        assert w.wait(timeout=300) == 0, w.stderr.read()[-2000:]
+    from so3krates.model import SO3krates, SO3kratesConfig
+    torch.manual_seed(0)
+    model = SO3krates(SO3kratesConfig(elements=[1, 6, 8], num_features=16, num_radial=8, num_layers=1,
+                                      zero_readout=False))
+    frames = read_frames(DATA)
+    batch = collate(frames, list(range(8)), 5.0, torch.float32, torch.device("cpu"))
+    energy, forces = predict(model, batch, create_graph=True)
+    loss = 0.01 * ((energy - batch["energy"]) / batch["n_atoms"]).pow(2).mean() + \
+        (forces - batch["forces"]).pow(2).mean()
+    loss.backward()
+    ddp_grads = torch.load(out)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ddp_grads[name], p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_eval_metrics_equal_independent_numpy(model_file64, tmp_path):
+    frames = read_frames(DATA).select(range(10))
+    z = frames.atomic_numbers[frames.atoms(0)]
+    calc = SO3kratesCalculator(str(model_file64))
+    energies, forces = [], []
+    for k in range(len(frames)):
+        atoms = Atoms(numbers=z, positions=frames.positions[frames.atoms(k)], calculator=calc)
+        energies.append(atoms.get_potential_energy())
+        forces.append(atoms.get_forces())
+    energies, forces = np.array(energies), np.concatenate(forces)
+    from so3krates.model_file import load_model
+    potential, _ = load_model(model_file64)
+    metrics = error_metrics(frames, *predict_frames(potential, frames))
+    assert metrics["energy_per_molecule"]["mae_meV"] == pytest.approx(1000 * np.mean(np.abs(energies - frames.energy)))
+    assert metrics["energy_per_atom"]["rmse_meV"] == pytest.approx(
+        1000 * np.sqrt(np.mean(((energies - frames.energy) / 9) ** 2)))
+    assert metrics["forces"]["mae_meV"] == pytest.approx(1000 * np.mean(np.abs(forces - frames.forces)))
+    assert metrics["forces"]["mae_kcal_mol"] == pytest.approx(np.mean(np.abs(forces - frames.forces)) / 0.0433641,
+                                                              rel=1e-5)
+    h = frames.atomic_numbers == 1
+    assert metrics["force_mae_meV_A_by_element"]["H"] == pytest.approx(
+        1000 * np.mean(np.abs(forces[h] - frames.forces[h])))
