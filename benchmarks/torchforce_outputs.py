@@ -11,7 +11,6 @@ from pathlib import Path
 
 import openmm
 import openmm.app as app
-import openmm.unit as unit
 from openmmml import MLPotential
 
 from so3krates.md import ALANINE_DIPEPTIDE_PDB

@@ -116,11 +116,6 @@ def _parse_metadata(path: Path, text: str) -> ModelInfo:
         raise ModelFileError(f"{path}: model metadata is incomplete or invalid ({err})") from None
 
 
-def read_info(path: Union[str, Path]) -> ModelInfo:
-    """Metadata of a model file, without checking the weights."""
-    return load_model(path, verify_weights=False)[1]
-
-
 def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
                verify_weights: bool = True) -> Tuple[torch.jit.ScriptModule, ModelInfo]:
     """Load a model file -> (TorchScript SO3kratesPotential, metadata). Raises ModelFileError with

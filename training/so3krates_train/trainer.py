@@ -22,7 +22,7 @@ from .batching import collate, predict
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import DataError, Frames, read_frames
-from .fitting import fit_atomic_energies, residual_energies
+from .fitting import fit_atomic_energies
 from .splits import Split, make_split
 
 
@@ -248,9 +248,3 @@ class Trainer:
         (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1, default=str))
         return path
 
-
-def energy_residual_stats(frames: Frames, atomic_energies: Dict[int, float]) -> Dict[str, float]:
-    """MAE and RMS of the energies left after the per-element fit (eV/atom): the baseline that
-    training must beat."""
-    per_atom = residual_energies(frames, atomic_energies) / frames.n_atoms
-    return {"mae": float(np.mean(np.abs(per_atom))), "rms": float(np.sqrt(np.mean(per_atom ** 2)))}

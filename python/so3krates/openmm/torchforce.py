@@ -15,7 +15,7 @@ class OpenMMSO3krates(nn.Module):
     """positions (N_total, 3) nm, box (3, 3) nm -> energy kJ/mol [, forces (N_total, 3) kJ/mol/nm]."""
 
     def __init__(self, potential: torch.jit.ScriptModule, atomic_numbers: Sequence[int],
-                 atom_indices: Optional[Sequence[int]], periodic: bool, dtype: torch.dtype, return_forces: bool):
+                 atom_indices: Optional[Sequence[int]], periodic: bool, dtype: torch.dtype):
         super().__init__()
         self.potential = potential
         self.register_buffer("atomic_numbers", torch.tensor(list(atomic_numbers), dtype=torch.long))
@@ -24,7 +24,6 @@ class OpenMMSO3krates(nn.Module):
                                                           dtype=torch.long))
         self.periodic = periodic
         self.dtype = dtype
-        self.return_forces = return_forces
         self.angstrom_per_nm = ANGSTROM_PER_NM
         self.kj_per_mol_per_ev = KJ_PER_MOL_PER_EV
 
@@ -62,7 +61,7 @@ def make_torch_force(potential: torch.jit.ScriptModule, atomic_numbers: Sequence
                      return_forces: bool, cuda_graphs: bool) -> openmm.Force:
     """Wrap `potential` (an SO3kratesPotential in Å/eV, already cast to `dtype`) in a TorchForce."""
     cls = EnergyAndForces if return_forces else EnergyOnly
-    module = torch.jit.script(cls(potential, atomic_numbers, atom_indices, periodic, dtype, return_forces))
+    module = torch.jit.script(cls(potential, atomic_numbers, atom_indices, periodic, dtype))
     force = openmmtorch.TorchForce(module)
     force.setUsesPeriodicBoundaryConditions(periodic)
     force.setOutputsForces(return_forces)

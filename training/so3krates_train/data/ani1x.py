@@ -2,22 +2,18 @@
 `<method>.energy` (hartree) and `<method>.forces` (hartree/Å)."""
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..units import HARTREE_EV
 from .frames import DataError, Frames, frames_from_arrays
+from .hdf5 import open_hdf5
 
 
 def read_ani1x(path: str, method: str = "wb97x_dz") -> Frames:
     """Conformations with an energy for `method`; those where it is NaN (not computed) are skipped."""
     path = Path(path)
     parts = []
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5 file: {err}") from None
-    with handle:
+    with open_hdf5(path) as handle:
         for name, group in handle.items():
             where = f"{path}: group {name!r}"
             needed = ["atomic_numbers", "coordinates", f"{method}.energy", f"{method}.forces"]

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-import h5py
 import numpy as np
 
 from ..units import BOHR_ANGSTROM, HARTREE_EV
 from .frames import DataError, Frames, frames_from_arrays
+from .hdf5 import open_hdf5
 
 REQUIRED = ("atomic_numbers", "conformations", "dft_total_energy", "dft_total_gradient")
 _BRACKET_ATOM = re.compile(r"\[([^\]]+)\]")
@@ -47,11 +47,7 @@ def read_spice(path: str, subsets: Optional[Sequence[str]] = None, elements: Opt
     allowed = None if elements is None else set(int(z) for z in elements)
     allowed_charges = None if charges is None else set(int(c) for c in charges)
     parts = []
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5 file: {err}") from None
-    with handle:
+    with open_hdf5(path) as handle:
         for name, group in handle.items():
             where = f"{path}: group {name!r}"
             missing = [k for k in REQUIRED if k not in group]
