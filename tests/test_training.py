@@ -46,6 +46,11 @@ def test_training_lowers_validation_force_error(tmp_path):
                              create_graph=False)
     np.testing.assert_allclose(energy_file, energy.detach().numpy(), rtol=1e-6)
     np.testing.assert_allclose(forces_file, forces.numpy(), rtol=1e-4, atol=1e-5)
+    # `so3krates export` of the last checkpoint gives the same model as the end of training
+    from so3krates.cli import main
+    assert main(["export", str(tmp_path / "latest.pt"), "-o", str(tmp_path / "exported.pt")]) == 0
+    exported, _ = load_model(tmp_path / "exported.pt")
+    np.testing.assert_array_equal(predict_frames(exported, frames, dtype=torch.float32)[0], energy_file)
 
 
 def test_kill_and_resume_reaches_the_same_weights(tmp_path):

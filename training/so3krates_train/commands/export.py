@@ -10,15 +10,17 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from so3krates.model import SO3krates, SO3kratesConfig, SO3kratesPotential
     from so3krates.model_file import save_model
 
     from ..checkpoint import load_checkpoint
 
-    state = load_checkpoint(__import__("pathlib").Path(args.checkpoint))
-    model = SO3krates(SO3kratesConfig.from_dict(state["model_config"]))
+    state = load_checkpoint(Path(args.checkpoint))
+    dtype = state["ema"]["embedding.weight"].dtype
+    model = SO3krates(SO3kratesConfig.from_dict(state["model_config"])).to(dtype)
     model.load_state_dict(state["ema"])
-    model = model.to(next(iter(state["ema"].values())).dtype)
     data = state["config"]["data"]
     info = save_model(SO3kratesPotential(model), args.output,
                       training_data={"path": data["path"], "epoch": state["epoch"], "metrics": state["metrics"]})
