@@ -29,13 +29,16 @@ def check_reduced_cell(cell: np.ndarray, tolerance: float = 1e-6) -> None:
 class SO3kratesCalculator(Calculator):
     """Energy (eV) and forces (eV/Å) of an SO3krates model file. Periodic cells must be in OpenMM's
     reduced lower-triangular form (a along x, b in the xy plane) as ASE's `cell.standard_form()` gives
-    for ordinary boxes; partial periodicity is not supported."""
+    for ordinary boxes; partial periodicity is not supported. `charge`: the total charge (e), required
+    by models trained with charges."""
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, model_path: str, device: str = "cpu", precision: Optional[str] = None, **kwargs):
+    def __init__(self, model_path: str, device: str = "cpu", precision: Optional[str] = None,
+                 charge: Optional[float] = None, **kwargs):
         super().__init__(**kwargs)
         self.potential, self.info = load_model(model_path, device=device)
+        self.total_charge = self.info.total_charge(charge)
         self.device = torch.device(device)
         self.dtype = {None: getattr(torch, self.info.dtype), "single": torch.float32,
                       "double": torch.float64}[precision]
@@ -55,7 +58,7 @@ class SO3kratesCalculator(Calculator):
             cell = torch.tensor(cell_array, dtype=self.dtype, device=self.device)
         z = torch.tensor(numbers, dtype=torch.long, device=self.device)
         pos = torch.tensor(self.atoms.get_positions(), dtype=self.dtype, device=self.device, requires_grad=True)
-        energy = self.potential(z, pos, cell)
+        energy = self.potential(z, pos, cell, self.total_charge)
         forces = -torch.autograd.grad(energy, pos)[0]
         self.results["energy"] = self.results["free_energy"] = float(energy.detach())
         self.results["forces"] = forces.detach().cpu().numpy().astype(np.float64)

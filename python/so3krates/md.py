@@ -36,7 +36,7 @@ def ml_atom_indices(topology: app.Topology) -> List[int]:
 
 def build_simulation(model_path: str, pdb_path: str, water_padding_nm: float = 0.0, temperature_K: float = 300.0,
                      timestep_fs: float = 1.0, friction_per_ps: float = 1.0, platform: str = "CPU",
-                     precision: Optional[str] = None, seed: int = 0):
+                     precision: Optional[str] = None, seed: int = 0, charge: Optional[float] = None):
     """Simulation of the PDB's molecule with the ML model: in vacuum, or (water_padding_nm > 0) as the
     ML region of createMixedSystem inside a box of TIP3P water described by Amber14.
     Returns (simulation, ML atom indices)."""
@@ -55,11 +55,11 @@ def build_simulation(model_path: str, pdb_path: str, water_padding_nm: float = 0
         ml_atoms = ml_atom_indices(topology)
         mm_system = forcefield.createSystem(topology, nonbondedMethod=app.PME,
                                             nonbondedCutoff=MM_CUTOFF_NM * unit.nanometer, constraints=app.HBonds)
-        system = potential.createMixedSystem(topology, mm_system, ml_atoms, precision=precision)
+        system = potential.createMixedSystem(topology, mm_system, ml_atoms, precision=precision, charge=charge)
     else:
         topology, positions = pdb.topology, pdb.positions
         ml_atoms = list(range(topology.getNumAtoms()))
-        system = potential.createSystem(topology, precision=precision)
+        system = potential.createSystem(topology, precision=precision, charge=charge)
     integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, friction_per_ps / unit.picosecond,
                                                  timestep_fs * unit.femtosecond)
     integrator.setRandomNumberSeed(seed)

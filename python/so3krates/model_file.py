@@ -49,6 +49,20 @@ class ModelInfo:
     def cutoff_angstrom(self) -> float:
         return self.config.cutoff
 
+    def total_charge(self, charge: Optional[float]) -> float:
+        """The total charge (e) to give the model for a system the user says has `charge`. A model
+        trained with charges needs it; a model without a charge embedding cannot take a non-zero one."""
+        if self.config.use_charge_embed:
+            if charge is None:
+                raise ValueError("this model was trained on molecules with total charges: give the system's total "
+                                 "charge (charge= in createSystem/createMixedSystem or the ASE calculator, --charge "
+                                 "in `so3krates md`; 0 for a neutral molecule)")
+            return float(charge)
+        if charge:
+            raise ValueError(f"this model has no charge embedding (trained on neutral molecules); it cannot "
+                             f"describe a total charge of {charge}")
+        return 0.0
+
     def to_dict(self) -> Dict[str, Any]:
         return {"format": FORMAT_NAME, "format_version": self.format_version,
                 "package_version": self.package_version, "created": self.created, "dtype": self.dtype,

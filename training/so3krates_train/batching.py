@@ -17,7 +17,7 @@ def _all_pairs(n_atoms: int):
 def collate(frames: Frames, indices: Sequence[int], cutoff: float, dtype: torch.dtype,
             device: torch.device) -> Dict[str, torch.Tensor]:
     """Tensors for frames `indices`: atomic_numbers (N,), positions (N, 3) Å, forces (N, 3) eV/Å,
-    batch (N,) frame index within the batch, energy (B,) eV, n_atoms (B,), idx_i / idx_j (P,) pairs
+    batch (N,) frame index within the batch, energy (B,) eV, charge (B,) e, n_atoms (B,), idx_i / idx_j (P,) pairs
     closer than `cutoff` within each frame (the data are molecules in vacuum)."""
     idx_i, idx_j, atom_index = [], [], []
     start = 0
@@ -39,6 +39,7 @@ def collate(frames: Frames, indices: Sequence[int], cutoff: float, dtype: torch.
             "positions": positions,
             "forces": torch.tensor(frames.forces[atom_index], dtype=dtype, device=device),
             "energy": torch.tensor(frames.energy[list(indices)], dtype=dtype, device=device),
+            "charge": torch.tensor(frames.charge[list(indices)], dtype=dtype, device=device),
             "n_atoms": n_atoms,
             "batch": torch.repeat_interleave(torch.arange(len(indices), device=device), n_atoms),
             "idx_i": idx_i[close], "idx_j": idx_j[close]}
@@ -48,7 +49,7 @@ def predict(model: torch.nn.Module, batch: Dict[str, torch.Tensor], create_graph
     """(energy (B,) eV, forces (N, 3) eV/Å) of an SO3krates network on a collated batch."""
     positions = batch["positions"].detach().requires_grad_(True)
     vectors = positions[batch["idx_j"]] - positions[batch["idx_i"]]
-    atomic = model(batch["atomic_numbers"], vectors, batch["idx_i"], batch["idx_j"])
+    atomic = model(batch["atomic_numbers"], vectors, batch["idx_i"], batch["idx_j"], batch["batch"], batch["charge"])
     energy = torch.zeros(len(batch["n_atoms"]), dtype=atomic.dtype, device=atomic.device)
     energy = energy.index_add(0, batch["batch"], atomic)
     forces = -torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)[0]

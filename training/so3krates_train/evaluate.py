@@ -21,7 +21,7 @@ def predict_frames(potential: torch.jit.ScriptModule, frames: Frames, dtype: tor
         atoms = frames.atoms(k)
         z = torch.tensor(frames.atomic_numbers[atoms])
         pos = torch.tensor(frames.positions[atoms], dtype=dtype, requires_grad=True)
-        energy = potential(z, pos, None)
+        energy = potential(z, pos, None, float(frames.charge[k]))
         forces[atoms] = -torch.autograd.grad(energy, pos)[0].numpy()
         energies[k] = energy.item()
     return energies, forces

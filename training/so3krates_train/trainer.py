@@ -82,6 +82,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model_values = dict(cfg.model)
         model_values.setdefault("elements", self.frames.elements)
+        # charged molecules in the data: the model needs to know each molecule's total charge
+        model_values.setdefault("use_charge_embed", bool(np.any(self.frames.charge != 0)))
         model_config = SO3kratesConfig.from_dict(model_values)
         missing = sorted(set(self.frames.elements) - set(model_config.elements))
         if missing:

@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
     p.add_argument("--radial", type=int, default=defaults.num_radial, help="radial basis functions")
     p.add_argument("--ev-init", choices=["zero", "neighbour_mean"], default=defaults.ev_init,
                    help="initial Euclidean variables")
+    p.add_argument("--charge-embedding", action="store_true",
+                   help="include the total-charge embedding (the model then needs the charge at run time)")
     p.add_argument("--precision", choices=["single", "double"], default="single")
     p.add_argument("--zero-readout", action="store_true",
                    help="start the energy readout at zero as for training (default: random, so forces are non-zero)")
@@ -50,7 +52,8 @@ def run(args) -> int:
     config = SO3kratesConfig(elements=parse_elements(args.elements), num_features=args.features,
                              num_heads=args.heads, num_layers=args.layers,
                              degrees=[int(d) for d in args.degrees.split(",")], cutoff=args.cutoff,
-                             num_radial=args.radial, ev_init=args.ev_init, zero_readout=args.zero_readout)
+                             num_radial=args.radial, ev_init=args.ev_init, zero_readout=args.zero_readout,
+                             use_charge_embed=args.charge_embedding)
     dtype = torch.float64 if args.precision == "double" else torch.float32
     potential = create_potential(config, dtype, seed=args.seed)
     info = save_model(potential, args.output)

@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--platform", default="CPU", help="OpenMM platform (Reference, CPU, CUDA)")
     p.add_argument("--precision", choices=["single", "double"], default=None,
                    help="model precision (default: as stored in the model file)")
+    p.add_argument("--charge", type=float, default=None,
+                   help="total charge (e) of the ML molecule; required by models trained with charges")
     p.add_argument("--minimize", action="store_true", help="minimise the energy before MD")
     p.add_argument("--output", default="md_output", help="directory for trajectory.dcd and energies.csv")
     p.add_argument("--report-interval", type=int, default=100, help="steps between trajectory frames / log lines")
@@ -31,7 +33,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     simulation, ml_atoms = build_simulation(args.model, args.pdb, args.water, args.temperature, args.timestep,
-                                            args.friction, args.platform, args.precision, args.seed)
+                                            args.friction, args.platform, args.precision, args.seed, args.charge)
     result = run_md(simulation, args.steps, args.timestep, len(ml_atoms), Path(args.output),
                     args.report_interval, args.minimize)
     print(f"{result.steps} steps of {args.timestep} fs, {result.num_atoms} atoms ({result.num_ml_atoms} ML) "

@@ -17,6 +17,8 @@ class SO3kratesConfig:
     spherical harmonics, divided by the fixed `avg_num_neighbors` rather than the per-atom count
     so that the energy stays smooth when a neighbour crosses the cutoff).
     message_normalization: "sqrt_num_features" (v1.0), "avg_num_neighbors" (SO3LR) or "identity".
+    use_charge_embed: add features from the molecule's total charge (charged SPICE molecules); such a
+    model must be given the charge at run time.
     """
 
     elements: List[int]
@@ -43,6 +45,7 @@ class SO3kratesConfig:
     zero_readout: bool = True
     learn_atomic_type_scales: bool = False
     learn_atomic_type_shifts: bool = False
+    use_charge_embed: bool = False
 
     def __post_init__(self) -> None:
         self.elements = sorted(int(z) for z in self.elements)

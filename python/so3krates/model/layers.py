@@ -187,3 +187,25 @@ class EuclideanTransformerBlock(nn.Module):
         x_ex, ev_ex = self.exchange(x, ev)
         x = self.norm_2(self.residual_2(x + x_ex))
         return x, ev
+
+
+class ChargeEmbedding(nn.Module):
+    """Per-atom features from the total charge of the atom's molecule (SpookyNet's scheme, as in
+    mlff's ChargeSpinEmbedSparse): the charge is spread over atoms by softplus attention weights
+    between an element query and a sign key, then mapped by a residual MLP."""
+
+    def __init__(self, num_species: int, num_features: int, act: str):
+        super().__init__()
+        self.query = nn.Embedding(num_species, num_features)
+        self.key = nn.Embedding(2, num_features)
+        self.value = nn.Embedding(2, num_features)
+        self.residual = ResidualMLP(num_features, act, zero_last=False)
+        self.inv_sqrt_features = num_features ** -0.5
+
+    def forward(self, species: torch.Tensor, total_charge: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """species (N,), total_charge (G,) e, batch (N,) molecule of each atom -> (N, F)"""
+        sign = (total_charge < 0).to(torch.long)[batch]
+        weight = nn.functional.softplus((self.query(species) * self.key(sign)).sum(-1) * self.inv_sqrt_features)
+        norm = torch.zeros_like(total_charge).index_add(0, batch, weight)
+        share = total_charge[batch] * weight / norm[batch]
+        return self.residual(share[:, None] * self.value(sign))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .config import MAX_ATOMIC_NUMBER, SO3kratesConfig
-from .layers import EuclideanTransformerBlock, mlp
+from .layers import ChargeEmbedding, EuclideanTransformerBlock, mlp
 from .neighbors import NeighborList
 from .radial import CutoffFunction, make_radial_basis
 from .spherical import SphericalHarmonics
@@ -36,6 +36,8 @@ class SO3krates(nn.Module):
         self.register_buffer("species_valid", valid)
 
         self.embedding = nn.Embedding(n_elements + 1, config.num_features)
+        self.charge_embedding = nn.ModuleList(
+            [ChargeEmbedding(n_elements + 1, config.num_features, config.activation)] if config.use_charge_embed else [])
         self.radial_basis = make_radial_basis(config.radial_basis, config.num_radial, config.cutoff)
         self.cutoff_function = CutoffFunction(config.cutoff_function, config.cutoff)
         self.spherical_harmonics = SphericalHarmonics(config.degrees)
@@ -82,11 +84,19 @@ class SO3krates(nn.Module):
         """{Z: reference energy in eV} as stored in the model."""
         return {z: float(self.energy_shift[self.species_of_z[z]]) for z in self.config.elements}
 
-    def forward(self, atomic_numbers: torch.Tensor, vectors: torch.Tensor,
-                idx_i: torch.Tensor, idx_j: torch.Tensor) -> torch.Tensor:
-        """atomic_numbers (N,) int, vectors r_j - r_i (P, 3) Å, idx_i/idx_j (P,) -> atomic energies (N,) eV"""
+    def forward(self, atomic_numbers: torch.Tensor, vectors: torch.Tensor, idx_i: torch.Tensor,
+                idx_j: torch.Tensor, batch: Optional[torch.Tensor] = None,
+                total_charge: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """atomic_numbers (N,) int, vectors r_j - r_i (P, 3) Å, idx_i/idx_j (P,), batch (N,) molecule of
+        each atom (None: one molecule), total_charge (G,) e (None: neutral) -> atomic energies (N,) eV"""
         species = self.species_of_z[atomic_numbers]
         x = self.embedding(species) * self.species_valid[species][:, None]
+        for charge_embedding in self.charge_embedding:
+            if batch is None:
+                batch = torch.zeros_like(atomic_numbers)
+            if total_charge is None:
+                total_charge = torch.zeros(1, dtype=x.dtype, device=x.device)
+            x = x + charge_embedding(species, total_charge.to(x.dtype), batch)
         distance = torch.linalg.norm(vectors, dim=1)
         rbf = self.radial_basis(distance)
         cut = self.cutoff_function(distance)
@@ -115,7 +125,8 @@ class SO3kratesPotential(nn.Module):
         return idx_i, idx_j, positions[idx_j] - positions[idx_i] + shifts
 
     def forward(self, atomic_numbers: torch.Tensor, positions: torch.Tensor,
-                cell: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """atomic_numbers (N,), positions (N, 3) Å, cell (3, 3) Å or None -> energy () eV"""
+                cell: Optional[torch.Tensor] = None, total_charge: float = 0.0) -> torch.Tensor:
+        """atomic_numbers (N,), positions (N, 3) Å, cell (3, 3) Å or None, total charge (e) -> energy () eV"""
         idx_i, idx_j, vectors = self.pair_vectors(positions, cell)
-        return self.model(atomic_numbers, vectors, idx_i, idx_j).sum()
+        charge = torch.full((1,), total_charge, dtype=positions.dtype, device=positions.device)
+        return self.model(atomic_numbers, vectors, idx_i, idx_j, None, charge).sum()

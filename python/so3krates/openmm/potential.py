@@ -30,7 +30,8 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
       precision: "single" or "double" (default: the model file's precision);
       returnForces: the TorchForce returns forces computed inside the model (default True;
         see the README's performance section) instead of letting openmm-torch differentiate;
-      cudaGraphs: ask openmm-torch to capture the model in a CUDA graph on the CUDA platform.
+      cudaGraphs: ask openmm-torch to capture the model in a CUDA graph on the CUDA platform;
+      charge: total charge (e) of the ML atoms, required by models trained with charges.
     The model is short-ranged (cutoff in the model file), so getMLLongRange() is False.
     """
 
@@ -44,13 +45,14 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
 
     def addForces(self, topology: openmm.app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
                   forceGroup: int, precision: Optional[str] = None, returnForces: bool = True,
-                  cudaGraphs: bool = False, **args) -> None:
+                  cudaGraphs: bool = False, charge: Optional[float] = None, **args) -> None:
         import torch
 
         from .plugins import ensure_torch_plugins
         from .torchforce import make_torch_force
 
         ensure_torch_plugins()
+        total_charge = self.info.total_charge(charge)
         all_atoms = list(topology.atoms())
         indices = list(range(len(all_atoms))) if atoms is None else list(atoms)
         labels, numbers = [], []
@@ -71,6 +73,6 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
         potential = load_model(self.modelPath)[0].to(dtype)
         periodic = topology.getPeriodicBoxVectors() is not None
         force = make_torch_force(potential, numbers, None if atoms is None else indices, periodic, dtype,
-                                 returnForces, cudaGraphs)
+                                 total_charge, returnForces, cudaGraphs)
         force.setForceGroup(forceGroup)
         system.addForce(force)
