@@ -148,3 +148,13 @@ def test_eval_metrics_equal_independent_numpy(model_file64, tmp_path):
     h = frames.atomic_numbers == 1
     assert metrics["force_mae_meV_A_by_element"]["H"] == pytest.approx(
         1000 * np.mean(np.abs(forces[h] - frames.forces[h])))
+
+
+def test_bf16_autocast_trains(tmp_path):
+    """The bfloat16 option (meant for A100s) runs end to end; on the CPU it uses CPU autocast."""
+    trainer = Trainer(load_config(None, SMALL + ["optim.epochs=2", "bf16=true", f"output={tmp_path}"]),
+                      show_progress=False)
+    before = trainer.validate(trainer.ema)["valid_force_mae_eV_A"]
+    trainer.train()
+    after = trainer.validate(trainer.ema)["valid_force_mae_eV_A"]
+    assert np.isfinite(after) and after < before

@@ -63,6 +63,7 @@ class TrainConfig:
     dtype: str = "float32"
     device: str = "cpu"
     tf32: bool = False  # CUDA: TF32 matmuls (A100)
+    bf16: bool = False  # autocast the network to bfloat16 (A100); forces, loss and optimizer stay in float32
     eval_every: int = 1  # epochs
 
     def to_dict(self) -> Dict[str, Any]:

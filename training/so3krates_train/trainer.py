@@ -138,7 +138,9 @@ class Trainer:
             self.train_seconds = self.state["train_seconds"]
 
     def _loss(self, batch: Dict[str, torch.Tensor]):
-        energy, forces = predict(self.network, batch, create_graph=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+            energy, forces = predict(self.network, batch, create_graph=True)
+        energy, forces = energy.to(self.dtype), forces.to(self.dtype)
         beta = self.config.optim.force_weight
         energy_error = (energy - batch["energy"]) / batch["n_atoms"]
         loss = (1 - beta) * energy_error.pow(2).mean() + beta * (forces - batch["forces"]).pow(2).mean()
