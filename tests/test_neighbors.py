@@ -46,17 +46,21 @@ def model_pairs(nl: NeighborList, pos: np.ndarray, box) -> set:
     return result
 
 
-@pytest.mark.parametrize("seed", range(8))
+IMPLEMENTATIONS = {"compiled": dict(compiled=True), "torch-cell-list": dict(compiled=False, brute_force_max_atoms=0),
+                   "torch-all-pairs": dict(compiled=False, brute_force_max_atoms=10_000)}
+
+
+@pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("triclinic", [False, True])
-@pytest.mark.parametrize("brute_force_max_atoms", [0, 10_000], ids=["cell-list", "all-pairs"])
-def test_periodic_neighbor_list_equals_brute_force(seed, triclinic, brute_force_max_atoms):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("n", [40, 150])  # the compiled op tests all pairs up to 64 atoms, cells above
+def test_periodic_neighbor_list_equals_brute_force(seed, triclinic, implementation, n):
     rng = np.random.default_rng(seed)
     cutoff = 3.0
     box = reduced_box(rng, triclinic, 2 * cutoff)
-    n = 60
     frac = rng.uniform(-1.5, 2.5, size=(n, 3))  # unwrapped: up to two boxes outside
     pos = frac @ box
-    nl = NeighborList(cutoff, brute_force_max_atoms=brute_force_max_atoms)
+    nl = NeighborList(cutoff, **IMPLEMENTATIONS[implementation])
     expected = brute_force_pairs(pos, box, cutoff)
     got = model_pairs(nl, pos, box)
     # shifts refer to wrapped (brute force) or unwrapped (model) positions: compare (i, j, distance)
@@ -75,15 +79,21 @@ def test_vacuum_cell_list_equals_brute_force(n_atoms):
     rng = np.random.default_rng(n_atoms)
     pos = rng.uniform(0, 4.0 * n_atoms ** (1 / 3), size=(n_atoms, 3))
     expected = brute_force_pairs(pos, None, 3.0)
-    for max_atoms in (0, 10_000):
-        assert set(model_pairs(NeighborList(3.0, brute_force_max_atoms=max_atoms), pos, None)) == expected
+    for options in IMPLEMENTATIONS.values():
+        assert set(model_pairs(NeighborList(3.0, **options), pos, None)) == expected
 
 
-def test_box_too_small_for_cutoff_is_a_clear_error():
-    nl = NeighborList(5.0)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_box_too_small_for_cutoff_is_a_clear_error(implementation):
+    nl = NeighborList(5.0, **IMPLEMENTATIONS[implementation])
     box = torch.diag(torch.tensor([12.0, 9.0, 12.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="too small.*twice the cutoff"):
         nl(torch.zeros(3, 3, dtype=torch.float64), box)
+
+
+def test_compiled_op_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"positions must have shape \(N, 3\)"):
+        torch.ops.so3krates.neighbor_pairs(torch.zeros(4, 2), None, 3.0)
 
 
 def test_periodic_energy_equals_explicit_images():

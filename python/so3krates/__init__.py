@@ -6,6 +6,10 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
+from ._ops import load_ops  # noqa: E402
+
+load_ops()  # model files call the compiled neighbour list
+
 from .elements import UnsupportedElementError, check_elements  # noqa: E402
 from .model_file import ModelFileError, ModelInfo, load_model, save_model  # noqa: E402
 

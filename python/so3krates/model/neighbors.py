@@ -2,9 +2,12 @@
 
 Vacuum systems and periodic boxes as OpenMM passes them (rows are box vectors a, b, c in OpenMM's
 reduced triclinic form: a along x, b in the xy plane, |b_x| <= a_x/2, |c_x| <= a_x/2, |c_y| <= b_y/2).
-Positions may be wrapped or not. Small systems use an all-pairs search; larger ones a cell list
-whose cost is linear in the number of atoms. Pair selection runs on detached positions; the
-returned shift vectors are constants, so r_ij = pos[j] - pos[i] + shift carries the gradient.
+Positions may be wrapped or not. On the CPU the compiled op `so3krates::neighbor_pairs`
+(plugin/extensions, 4-10x faster than the PyTorch version here, see benchmarks/neighbor_list.py)
+does the search; on other devices, or with compiled=False, the PyTorch version below: all pairs for
+small systems, a cell list with cost linear in the number of atoms for larger ones. Pair selection
+runs on detached positions; the returned shift vectors are constants, so
+r_ij = pos[j] - pos[i] + shift carries the gradient.
 """
 from typing import List, Optional, Tuple
 
@@ -38,14 +41,18 @@ class NeighborList(nn.Module):
     faster than building cells for small molecules.
     """
 
-    def __init__(self, cutoff: float, brute_force_max_atoms: int = 96):
+    def __init__(self, cutoff: float, brute_force_max_atoms: int = 96, compiled: bool = True):
         super().__init__()
         self.cutoff = cutoff
         self.brute_force_max_atoms = brute_force_max_atoms
+        self.compiled = compiled
 
     def forward(self, positions: torch.Tensor, cell: Optional[torch.Tensor] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pos = positions.detach()
+        if self.compiled and pos.device.type == "cpu":
+            box = None if cell is None else cell.detach().to(pos.dtype)
+            return torch.ops.so3krates.neighbor_pairs(pos, box, self.cutoff)
         if cell is not None:
             cell = cell.detach().to(pos.dtype)
             widths = perpendicular_widths(cell)

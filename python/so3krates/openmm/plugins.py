@@ -1,4 +1,4 @@
-"""Make openmm-torch's kernels available whatever was imported first.
+"""Make openmm-torch's kernels (and our plugin) available whatever was imported first.
 
 OpenMM loads its plugins when `openmm` is imported. If torch has not been imported yet, the
 openmm-torch plugin libraries fail to load (their libtorch dependencies, e.g. libnvrtc.so.12, are
@@ -14,10 +14,10 @@ _FAILURE = re.compile(r"Error loading library (\S+?): ")
 
 
 def ensure_torch_plugins() -> None:
-    """Load every openmm-torch plugin library that failed to load at `import openmm`."""
+    """Load every openmm-torch or openmm-so3krates plugin library that failed to load at `import openmm`."""
     for failure in openmm.Platform.getPluginLoadFailures():
         match = _FAILURE.match(failure)
-        if match and "OpenMMTorch" in match.group(1):
+        if match and ("OpenMMTorch" in match.group(1) or "SO3krates" in match.group(1)):
             try:
                 openmm.Platform.loadPluginLibrary(match.group(1))
             except Exception:  # a plugin for hardware this machine lacks (OpenCL, CUDA) stays unloaded

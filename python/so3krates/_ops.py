@@ -1,0 +1,27 @@
+"""Loads openmm-so3krates' compiled TorchScript ops (plugin/extensions), which model files call.
+
+The same library is loaded by the OpenMM plugin in OpenMM's plugin directory, so a serialized System
+runs in processes that never import this package.
+"""
+from pathlib import Path
+
+import torch
+
+OPS_LIBRARY = Path(__file__).parent / "lib" / "libso3krates_ops.so"
+REBUILD_HINT = ("reinstall openmm-so3krates from its source tree with `pip install --force-reinstall --no-deps .` "
+                "(needs a C++17 compiler and CMake; the build uses the installed torch and openmm)")
+
+
+class CompiledOpsError(ImportError):
+    """The compiled op library is missing or does not match the installed torch."""
+
+
+def load_ops(library: Path = OPS_LIBRARY) -> None:
+    """Register torch.ops.so3krates.* from `library` (loading it again is harmless)."""
+    if not library.is_file():
+        raise CompiledOpsError(f"the compiled library {library} is missing; {REBUILD_HINT}")
+    try:
+        torch.ops.load_library(str(library))
+    except OSError as err:
+        raise CompiledOpsError(f"{library} cannot be loaded with torch {torch.__version__} ({err}); it was "
+                               f"probably built against another torch: {REBUILD_HINT}") from None
