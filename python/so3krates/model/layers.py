@@ -108,25 +108,26 @@ class AttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, ev: torch.Tensor, rbf: torch.Tensor, ylm: torch.Tensor,
                 cut: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor):
         """x (N, F), ev (N, m_tot), rbf (P, K), ylm (P, m_tot), cut (P,), idx_i/idx_j (P,)
-        -> x update (N, F), ev update (N, m_tot)"""
+        -> x update (N, F), ev update (N, m_tot). Gathers use index_select, whose backward (index_add)
+        is much cheaper on the CPU than that of advanced indexing (index_put with accumulate)."""
         w1 = self.radial_filter_1(rbf)
         w2 = self.radial_filter_2(rbf)
         if self.use_spherical_filter:
-            ev_inv = self.degree_ops.invariants(ev[idx_j] - ev[idx_i])  # (P, D)
+            ev_inv = self.degree_ops.invariants(ev.index_select(0, idx_j) - ev.index_select(0, idx_i))  # (P, D)
             w1 = w1 + self.spherical_filter_1(ev_inv)
             w2 = w2 + self.spherical_filter_2(ev_inv)
         n_pairs = rbf.shape[0]
         w1 = w1.reshape(n_pairs, self.num_heads, self.num_features // self.num_heads)
         w2 = w2.reshape(n_pairs, self.num_degrees, self.num_features // self.num_degrees)
 
-        q1 = self.qk_act(self.query_1(x))[idx_i]
-        k1 = self.qk_act(self.key_1(x))[idx_j]
-        q2 = self.qk_act(self.query_2(x))[idx_i]
-        k2 = self.qk_act(self.key_2(x))[idx_j]
+        q1 = self.qk_act(self.query_1(x)).index_select(0, idx_i)
+        k1 = self.qk_act(self.key_1(x)).index_select(0, idx_j)
+        q2 = self.qk_act(self.query_2(x)).index_select(0, idx_i)
+        k2 = self.qk_act(self.key_2(x)).index_select(0, idx_j)
         alpha_1 = (q1 * w1 * k1).sum(-1) * (self.inv_norm_1 * cut[:, None])  # (P, H)
         alpha_2 = (q2 * w2 * k2).sum(-1) * (self.inv_norm_2 * cut[:, None])  # (P, D)
 
-        values = self.value_1(x)[idx_j]  # (P, H, F/H)
+        values = self.value_1(x).index_select(0, idx_j)  # (P, H, F/H)
         x_att = torch.zeros_like(x).index_add_(0, idx_i, (alpha_1[:, :, None] * values).reshape(n_pairs, self.num_features))
         ev_att = torch.zeros_like(ev).index_add_(0, idx_i, self.degree_ops.broadcast(alpha_2) * ylm)
         return x_att, ev_att

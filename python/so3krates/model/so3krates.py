@@ -122,7 +122,7 @@ class SO3kratesPotential(nn.Module):
                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, 3) Å -> idx_i (P,), idx_j (P,), r_j - r_i (P, 3) Å (minimum image if periodic)."""
         idx_i, idx_j, shifts = self.neighbor_list(positions, cell)
-        return idx_i, idx_j, positions[idx_j] - positions[idx_i] + shifts
+        return idx_i, idx_j, positions.index_select(0, idx_j) - positions.index_select(0, idx_i) + shifts
 
     def forward(self, atomic_numbers: torch.Tensor, positions: torch.Tensor,
                 cell: Optional[torch.Tensor] = None, total_charge: float = 0.0) -> torch.Tensor:
