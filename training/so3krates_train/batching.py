@@ -48,7 +48,7 @@ def collate(frames: Frames, indices: Sequence[int], cutoff: float, dtype: torch.
 def predict(model: torch.nn.Module, batch: Dict[str, torch.Tensor], create_graph: bool):
     """(energy (B,) eV, forces (N, 3) eV/Å) of an SO3krates network on a collated batch."""
     positions = batch["positions"].detach().requires_grad_(True)
-    vectors = positions[batch["idx_j"]] - positions[batch["idx_i"]]
+    vectors = positions.index_select(0, batch["idx_j"]) - positions.index_select(0, batch["idx_i"])
     atomic = model(batch["atomic_numbers"], vectors, batch["idx_i"], batch["idx_j"], batch["batch"], batch["charge"])
     energy = torch.zeros(len(batch["n_atoms"]), dtype=atomic.dtype, device=atomic.device)
     energy = energy.index_add(0, batch["batch"], atomic)

@@ -3,7 +3,7 @@
 Vacuum systems and periodic boxes as OpenMM passes them (rows are box vectors a, b, c in OpenMM's
 reduced triclinic form: a along x, b in the xy plane, |b_x| <= a_x/2, |c_x| <= a_x/2, |c_y| <= b_y/2).
 Positions may be wrapped or not. On the CPU the compiled op `so3krates::neighbor_pairs`
-(plugin/extensions, 4-10x faster than the PyTorch version here, see benchmarks/neighbor_list.py)
+(plugin/extensions, 2-7x faster than the PyTorch version here, see benchmarks/neighbor_list.py)
 does the search; on other devices, or with compiled=False, the PyTorch version below: all pairs for
 small systems, a cell list with cost linear in the number of atoms for larger ones. Pair selection
 runs on detached positions; the returned shift vectors are constants, so
