@@ -1,0 +1,42 @@
+"""Every example runs (with tiny step counts) and writes its picture."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("example_model") / "model.pt"
+    subprocess.run([str(Path(sys.executable).parent / "so3krates"), "init", str(path), "--elements", "H,C,N,O",
+                    "--features", "16", "--radial", "8"], check=True, capture_output=True)
+    return path
+
+
+def run(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_alanine_ramachandran(untrained_model, tmp_path):
+    out = run("alanine_ramachandran.py", "--model", str(untrained_model), "--steps", "40",
+              "--report-interval", "10", "--output", str(tmp_path))
+    assert (tmp_path / "ramachandran.png").stat().st_size > 1000 and "4 frames" in out
+
+
+def test_peptide_in_water(untrained_model, tmp_path):
+    run("peptide_in_water.py", "--model", str(untrained_model), "--steps", "6", "--report-interval", "2",
+        "--output", str(tmp_path))
+    assert (tmp_path / "water.png").stat().st_size > 1000
+
+
+def test_train_and_evaluate(tmp_path):
+    out = run("train_and_evaluate.py", "--minutes", "0.001", "--output", str(tmp_path))
+    assert "force MAE" in out
+    for name in ("energy_parity.png", "force_parity.png", "error_histogram.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 1000
