@@ -73,6 +73,19 @@ def test_newer_format_version_is_refused(tmp_path, model_file64):
         load_model(path)
 
 
+def test_older_format_version_is_refused_with_what_to_do(tmp_path, model_file64):
+    def lower(name, data):
+        if name.endswith("extra/" + METADATA_FILE):
+            meta = json.loads(data)
+            meta["format_version"] = 1
+            return json.dumps(meta).encode()
+        return data
+    path = tmp_path / "old.pt"
+    rewrite_archive(model_file64, path, lower)
+    with pytest.raises(ModelFileError, match="format 1.*no longer runs.*so3krates export"):
+        load_model(path)
+
+
 def test_corrupted_weights_are_detected(tmp_path, model_file64):
     def flip(name, data):
         if "/data/" in name and len(data) > 64:

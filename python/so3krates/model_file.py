@@ -19,7 +19,9 @@ import torch
 from .model import SO3krates, SO3kratesConfig, SO3kratesPotential
 
 FORMAT_NAME = "openmm-so3krates-model"
-FORMAT_VERSION = 1
+# 2: forward(atomic_numbers, positions, cell, total_charge) and the compiled neighbour-list op
+FORMAT_VERSION = 2
+OLDEST_READABLE_FORMAT = 2
 METADATA_FILE = "so3krates.json"
 UNITS = {"length": "angstrom", "energy": "eV", "forces": "eV/angstrom"}
 
@@ -120,6 +122,10 @@ def _parse_metadata(path: Path, text: str) -> ModelInfo:
         raise ModelFileError(
             f"{path} was written by openmm-so3krates {meta.get('package_version')} in model format "
             f"{version}; this installation reads formats up to {FORMAT_VERSION}: upgrade openmm-so3krates")
+    if version < OLDEST_READABLE_FORMAT:
+        raise ModelFileError(
+            f"{path} is in model format {version} (openmm-so3krates {meta.get('package_version')}), which this "
+            f"installation no longer runs: write it again with `so3krates export CHECKPOINT` from its training run")
     try:
         return ModelInfo(config=SO3kratesConfig.from_dict(meta["hyperparameters"]),
                          package_version=meta["package_version"], format_version=version, dtype=meta["dtype"],

@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--precision", choices=["single", "double"], default="single")
     p.add_argument("--zero-readout", action="store_true",
                    help="start the energy readout at zero as for training (default: random, so forces are non-zero)")
+    p.add_argument("--energy-scale", type=float, default=0.05,
+                   help="scale (eV) of the random energy readout: an untrained model has no bonds, so small "
+                        "forces keep short MD runs from blowing up; speed does not depend on it")
     p.add_argument("--seed", type=int, default=0, help="random seed for the weights")
 
 
@@ -56,6 +59,8 @@ def run(args) -> int:
                              use_charge_embed=args.charge_embedding)
     dtype = torch.float64 if args.precision == "double" else torch.float32
     potential = create_potential(config, dtype, seed=args.seed)
+    with torch.no_grad():
+        potential.model.energy_scale.fill_(args.energy_scale)
     info = save_model(potential, args.output)
     n_params = sum(p.numel() for p in potential.parameters())
     print(f"wrote untrained SO3krates model {args.output} ({info.dtype}, {len(config.elements)} elements, "
