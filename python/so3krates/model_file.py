@@ -160,9 +160,15 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
     return module, info
 
 
-def create_potential(config: SO3kratesConfig, dtype: torch.dtype = torch.float32,
-                     seed: Optional[int] = None) -> SO3kratesPotential:
-    """A fresh (untrained) potential; `seed` makes the random weights reproducible."""
+def create_potential(config: SO3kratesConfig, dtype: torch.dtype = torch.float32, seed: Optional[int] = None,
+                     energy_scale_eV: Optional[float] = None) -> SO3kratesPotential:
+    """A fresh (untrained) potential; `seed` makes the random weights reproducible. `energy_scale_eV`
+    scales the energy readout of every element: an untrained model has no bonds, so a small scale
+    keeps short MD runs of it finite (speed does not depend on it)."""
     if seed is not None:
         torch.manual_seed(seed)
-    return SO3kratesPotential(SO3krates(config)).to(dtype)
+    potential = SO3kratesPotential(SO3krates(config)).to(dtype)
+    if energy_scale_eV is not None:
+        with torch.no_grad():
+            potential.model.energy_scale.fill_(energy_scale_eV)
+    return potential

@@ -4,9 +4,9 @@ import sys
 from importlib.metadata import entry_points
 from typing import List, Optional
 
-from . import info, init, md
+from . import bench, info, init, md
 
-COMMANDS = {"init": init, "info": info, "md": md}
+COMMANDS = {"init": init, "info": info, "md": md, "bench": bench}
 
 
 def build_parser() -> argparse.ArgumentParser:

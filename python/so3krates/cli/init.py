@@ -58,9 +58,7 @@ def run(args) -> int:
                              num_radial=args.radial, ev_init=args.ev_init, zero_readout=args.zero_readout,
                              use_charge_embed=args.charge_embedding)
     dtype = torch.float64 if args.precision == "double" else torch.float32
-    potential = create_potential(config, dtype, seed=args.seed)
-    with torch.no_grad():
-        potential.model.energy_scale.fill_(args.energy_scale)
+    potential = create_potential(config, dtype, seed=args.seed, energy_scale_eV=args.energy_scale)
     info = save_model(potential, args.output)
     n_params = sum(p.numel() for p in potential.parameters())
     print(f"wrote untrained SO3krates model {args.output} ({info.dtype}, {len(config.elements)} elements, "

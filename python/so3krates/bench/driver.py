@@ -1,0 +1,138 @@
+"""Runs benchmark cases through worker.py, each in its own process (so peers may live in their own
+virtual environments), alternating cases across repeats; reports the fastest repeat of each."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ..md import ALANINE_DIPEPTIDE_PDB
+from ..model import SO3kratesConfig
+from ..model_file import create_potential, save_model
+
+WORKER = Path(__file__).with_name("worker.py")
+SYSTEMS = {"alanine": "alanine dipeptide, vacuum", "alanine-water": "alanine dipeptide in TIP3P (mixed)",
+           "water": "water box, all ML, periodic"}
+SPICE_ELEMENTS = [1, 6, 7, 8, 9, 15, 16, 17, 35, 53]
+# our sizes: the paper's default, and a small one
+SO3KRATES_SIZES = {"default": {}, "small": {"num_features": 64, "num_radial": 16}}
+UNTRAINED_ENERGY_SCALE_EV = 0.05  # as `so3krates init`: keeps the untrained models' MD finite
+
+
+@dataclass
+class Case:
+    label: str
+    python: str
+    args: List[str]
+
+
+def write_models(folder: Path) -> Dict[str, Path]:
+    """Untrained model files of our sizes (speed does not depend on the weights)."""
+    paths = {}
+    for size, options in SO3KRATES_SIZES.items():
+        paths[size] = folder / f"so3krates_{size}.pt"
+        config = SO3kratesConfig(elements=SPICE_ELEMENTS, zero_readout=False, **options)
+        save_model(create_potential(config, seed=0, energy_scale_eV=UNTRAINED_ENERGY_SCALE_EV), paths[size])
+    return paths
+
+
+def cases(folder: Path, peer_python: Optional[str]) -> List[Case]:
+    models = write_models(folder)
+    found = [Case(f"SO3krates {size}", sys.executable, ["--potential", "so3krates", "--model", str(path)])
+             for size, path in models.items()]
+    if peer_python:
+        found += [Case(f"MACE-OFF23 {size} (random weights)", peer_python, ["--potential", "mace", "--size", size])
+                  for size in ("small", "medium")]
+    return found
+
+
+def run_case(case: Case, system: str, steps: int, platform: str, water_nm: float) -> dict:
+    # e3nn 0.4 (pinned by mace-torch) and openmm-ml's MACE loader unpickle whole objects
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    command = [case.python, str(WORKER), *case.args, "--system", system, "--pdb", str(ALANINE_DIPEPTIDE_PDB),
+               "--steps", str(steps), "--platform", platform, "--water-nm", str(water_nm)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _better(new: dict, old: Optional[dict]) -> bool:
+    """A timing beats an error; a faster timing beats a slower one."""
+    if old is None or ("error" in old and "error" not in new):
+        return True
+    return "error" not in new and new["ms_per_step"] < old["ms_per_step"]
+
+
+def benchmark(peer_python: Optional[str], systems: List[str], repeats: int, steps: Dict[str, int],
+              platform: str, water_nm: float, progress=print) -> Dict[str, Dict[str, dict]]:
+    """{case label: {system: best result}} over `repeats` alternating rounds."""
+    best: Dict[str, Dict[str, dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        all_cases = cases(Path(tmp), peer_python)
+        for round_ in range(repeats):
+            for system in systems:
+                for case in all_cases:
+                    progress(f"round {round_ + 1}/{repeats}: {case.label} on {system}")
+                    result = run_case(case, system, steps[system], platform, water_nm)
+                    slot = best.setdefault(case.label, {})
+                    if _better(result, slot.get(system)):
+                        slot[system] = result
+    return best
+
+
+def table(best: Dict[str, Dict[str, dict]], systems: List[str]) -> str:
+    reference = "MACE-OFF23 small (random weights)"
+    lines = []
+    for system in systems:
+        lines.append(f"\n{SYSTEMS[system]}")
+        lines.append(f"  {'potential':38s} {'atoms':>6s} {'ms/step':>9s} {'ns/day':>8s} {'vs MACE-small':>14s} "
+                     f"{'first step s':>12s} {'peak MB':>8s}  force")
+        ref = best.get(reference, {}).get(system, {}).get("ms_per_step")
+        for label, results in best.items():
+            r = results.get(system, {})
+            if "error" in r or not r:
+                lines.append(f"  {label:38s} failed: {r.get('error', 'no result')}")
+                continue
+            ratio = f"{ref / r['ms_per_step']:.2f}x" if ref else "-"
+            lines.append(f"  {label:38s} {r['atoms']:6d} {r['ms_per_step']:9.1f} {86.4 / r['ms_per_step']:8.3f} "
+                         f"{ratio:>14s} {r['first_step_s']:12.1f} {r['peak_memory_MB']:8.0f}  {r['force']}")
+    return "\n".join(lines)
+
+
+def scaling(edges_nm: List[float], steps: int, platform: str, progress=print) -> List[dict]:
+    """ms/step of SO3krates (default size) for all-ML water boxes of the given edges."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        case = cases(Path(tmp), None)[0]
+        for edge in edges_nm:
+            progress(f"scaling: water box {edge} nm")
+            results.append(run_case(case, "water", steps, platform, edge))
+    return [r for r in results if "error" not in r]
+
+
+def scaling_plot(results: List[dict], path: str) -> float:
+    """Log-log plot of ms/step against atoms with the fitted exponent (1 = linear cost); returns it."""
+    import numpy as np
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("the scaling plot needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    atoms = np.array([r["atoms"] for r in results], dtype=float)
+    ms = np.array([r["ms_per_step"] for r in results])
+    exponent = float(np.polyfit(np.log(atoms), np.log(ms), 1)[0])
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.loglog(atoms, ms, "o-", label=f"SO3krates default (slope {exponent:.2f})")
+    ax.loglog(atoms, ms[0] * atoms / atoms[0], "k--", lw=0.8, label="linear cost")
+    ax.set(xlabel="atoms (water box, all ML, periodic)", ylabel="ms per MD step", title="OpenMM CPU platform")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return exponent

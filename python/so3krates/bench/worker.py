@@ -1,0 +1,107 @@
+"""Times one benchmark case in its own process and prints one JSON line. Self-contained (openmm,
+openmm-ml, torch, numpy; mace-torch for MACE), so it also runs in a peer's virtual environment:
+
+    python worker.py --potential so3krates --model model.pt --system alanine --steps 20
+    python worker.py --potential mace --size small --system water --steps 5
+"""
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as unit
+
+SPICE_ELEMENTS = [1, 6, 7, 8, 9, 15, 16, 17, 35, 53]
+# MACE-OFF23 architectures as described in the MACE-OFF paper (Kovács et al.): 2 interactions,
+# correlation 3, max_ell 3, 5 Å cutoff; small 96 invariant channels, medium 128 channels with L=1.
+MACE_SIZES = {"small": "96x0e", "medium": "128x0e + 128x1o"}
+
+
+def build_system(name: str, pdb_path: str, water_nm: float):
+    """(topology, positions, ML atom indices or None) for alanine | alanine-water | water."""
+    forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
+    if name == "water":
+        modeller = app.Modeller(app.Topology(), [])
+        modeller.addSolvent(forcefield, boxSize=openmm.Vec3(water_nm, water_nm, water_nm) * unit.nanometer,
+                            model="tip3p")
+        return modeller.topology, modeller.positions, None, None
+    pdb = app.PDBFile(pdb_path)
+    if name == "alanine":
+        return pdb.topology, pdb.positions, None, None
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.addSolvent(forcefield, padding=1.0 * unit.nanometer, model="tip3p")
+    mm = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
+                                 constraints=app.HBonds)
+    ml = [a.index for a in modeller.topology.atoms() if a.residue.name != "HOH"]
+    return modeller.topology, modeller.positions, ml, mm
+
+
+def mace_model_file(size: str) -> str:
+    """A MACE model with the MACE-OFF23 architecture of `size` and random weights (speed does not
+    depend on the weight values), saved whole, as openmm-ml's 'mace' potential loads it."""
+    import torch
+    from e3nn import o3
+    from mace import modules
+
+    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    model = modules.ScaleShiftMACE(
+        r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=3, interaction_cls=block,
+        interaction_cls_first=block, num_interactions=2, num_elements=len(SPICE_ELEMENTS),
+        hidden_irreps=o3.Irreps(MACE_SIZES[size]), MLP_irreps=o3.Irreps("16x0e"),
+        atomic_energies=np.zeros(len(SPICE_ELEMENTS)), avg_num_neighbors=10.0, atomic_numbers=SPICE_ELEMENTS,
+        correlation=3, gate=torch.nn.functional.silu, atomic_inter_scale=1.0, atomic_inter_shift=0.0)
+    path = os.path.join(tempfile.mkdtemp(), f"mace_off23_{size}_random.model")
+    torch.save(model, path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--potential", choices=["so3krates", "mace"], required=True)
+    parser.add_argument("--model", help="so3krates model file")
+    parser.add_argument("--size", default="small", help="mace: small | medium")
+    parser.add_argument("--system", choices=["alanine", "alanine-water", "water"], required=True)
+    parser.add_argument("--pdb", help="alanine dipeptide PDB")
+    parser.add_argument("--water-nm", type=float, default=2.2, help="edge of the all-ML water box")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--platform", default="CPU")
+    args = parser.parse_args()
+    import torch  # after openmm, like a user script; the potentials reload openmm-torch plugins as needed
+    from openmmml import MLPotential
+
+    topology, positions, ml_atoms, mm_system = build_system(args.system, args.pdb, args.water_nm)
+    if args.potential == "so3krates":
+        potential = MLPotential("so3krates", modelPath=args.model)
+    else:
+        potential = MLPotential("mace", modelPath=mace_model_file(args.size))
+    if ml_atoms is None:
+        system = potential.createSystem(topology)
+    else:
+        system = potential.createMixedSystem(topology, mm_system, ml_atoms)
+    # plugin forces come back from SWIG as plain Force; PythonForce is OpenMM's own class
+    kind = "PythonForce" if any(isinstance(f, openmm.PythonForce) for f in system.getForces()) else "TorchForce"
+    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 1 * unit.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(args.platform))
+    context.setPositions(positions)
+    start = time.perf_counter()
+    integrator.step(1)
+    context.getState(getEnergy=True)
+    first = time.perf_counter() - start
+    integrator.step(2)  # warm-up (TorchScript profiling runs)
+    start = time.perf_counter()
+    integrator.step(args.steps)
+    context.getState(getEnergy=True)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"atoms": topology.getNumAtoms(), "ml_atoms": len(ml_atoms) if ml_atoms else topology.getNumAtoms(),
+                      "ms_per_step": 1000 * seconds / args.steps, "first_step_s": first,
+                      "peak_memory_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "torch": torch.__version__, "force": kind}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""`so3krates bench`: speed of SO3krates and its peers in OpenMM, side by side in one run."""
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="ms/step and ns/day of SO3krates (and MACE-OFF23) in OpenMM",
+                       description="Times SO3krates at the paper's default and a small size, and, given a Python "
+                                   "environment with mace-torch (--peer-python), MACE with the MACE-OFF23 small and "
+                                   "medium architectures, all through openmm-ml, on alanine dipeptide in vacuum, "
+                                   "the same peptide as the ML region in TIP3P water, and an all-ML water box. "
+                                   "Every case runs in its own process; rounds alternate the cases. Weights are "
+                                   "random: speed does not depend on their values.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--peer-python", default=None,
+                   help="python of a virtual environment with mace-torch, openmm, openmm-torch, openmm-ml "
+                        "(see benchmarks/setup_peers.sh)")
+    p.add_argument("--systems", default="alanine,alanine-water,water")
+    p.add_argument("--repeats", type=int, default=2, help="alternating rounds; the fastest counts")
+    p.add_argument("--steps", type=int, default=20, help="timed steps for the small systems")
+    p.add_argument("--water-steps", type=int, default=3, help="timed steps for the water box")
+    p.add_argument("--water-nm", type=float, default=2.2, help="edge of the all-ML water box (2.2 nm: ~1,000 atoms)")
+    p.add_argument("--platform", default="CPU", help="OpenMM platform (CUDA: add cudaGraphs in your own scripts)")
+    p.add_argument("--json", default=None, help="write all results to this file")
+    p.add_argument("--scaling", default=None, metavar="PNG",
+                   help="also time water boxes from ~100 atoms up and plot ms/step against atoms")
+    p.add_argument("--scaling-max-nm", type=float, default=3.1,
+                   help="largest water box edge for --scaling (3.1 nm: ~3,000 atoms, ~10 GB on the CPU; "
+                        "4.65 nm: ~10,000 atoms needs ~35 GB)")
+
+
+def run(args) -> int:
+    import json
+
+    from ..bench.driver import benchmark, scaling, scaling_plot, table
+
+    systems = args.systems.split(",")
+    steps = {s: (args.water_steps if s == "water" else args.steps) for s in systems}
+    best = benchmark(args.peer_python, systems, args.repeats, steps, args.platform, args.water_nm)
+    print(table(best, systems))
+    if args.scaling:
+        edges = [e for e in (1.0, 1.45, 2.15, 3.1, 4.65) if e <= args.scaling_max_nm]
+        results = scaling(edges, 2, args.platform)
+        exponent = scaling_plot(results, args.scaling)
+        print("\nscaling (SO3krates default, water): " + ", ".join(
+            f"{r['atoms']} atoms {r['ms_per_step']:.0f} ms" for r in results) + f"; fitted exponent {exponent:.2f}")
+        best["scaling"] = {"water": results}
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(best, handle, indent=1)
+    return 0
