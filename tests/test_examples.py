@@ -40,3 +40,9 @@ def test_train_and_evaluate(tmp_path):
     assert "force MAE" in out
     for name in ("energy_parity.png", "force_parity.png", "error_histogram.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 1000
+
+
+def test_chignolin(untrained_model, tmp_path):
+    out = run("chignolin.py", "--model", str(untrained_model), "--steps", "20", "--report-interval", "5",
+              "--output", str(tmp_path))
+    assert (tmp_path / "chignolin.png").stat().st_size > 1000 and "4 frames" in out

@@ -46,6 +46,7 @@ def cases(folder: Path, peer_python: Optional[str]) -> List[Case]:
     if peer_python:
         found += [Case(f"MACE-OFF23 {size} (random weights)", peer_python, ["--potential", "mace", "--size", size])
                   for size in ("small", "medium")]
+        found.append(Case("TensorNet 128ch 2L (random weights)", peer_python, ["--potential", "torchmdnet"]))
     return found
 
 

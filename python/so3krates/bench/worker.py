@@ -3,6 +3,7 @@ openmm-ml, torch, numpy; mace-torch for MACE), so it also runs in a peer's virtu
 
     python worker.py --potential so3krates --model model.pt --system alanine --steps 20
     python worker.py --potential mace --size small --system water --steps 5
+    python worker.py --potential torchmdnet --system alanine --steps 5
 """
 import argparse
 import json
@@ -60,9 +61,25 @@ def mace_model_file(size: str) -> str:
     return path
 
 
+def tensornet_checkpoint() -> str:
+    """A TorchMD-Net checkpoint of TensorNet (128 channels, 2 layers, 32 radial functions, 5 Å) with
+    random weights, in the layout openmm-ml's 'torchmdnet' potential loads."""
+    import torch
+    from torchmdnet.models.model import create_model
+    from torchmdnet.scripts.train import get_argparse
+
+    args = vars(get_argparse().parse_args(["--model", "tensornet", "--embedding-dimension", "128", "--num-layers", "2",
+                                           "--num-rbf", "32", "--cutoff-upper", "5.0", "--max-z", "128",
+                                           "--derivative", "true"]))
+    model = create_model(args)
+    path = os.path.join(tempfile.mkdtemp(), "tensornet_random.ckpt")
+    torch.save({"hyper_parameters": args, "state_dict": {"model." + k: v for k, v in model.state_dict().items()}}, path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--potential", choices=["so3krates", "mace"], required=True)
+    parser.add_argument("--potential", choices=["so3krates", "mace", "torchmdnet"], required=True)
     parser.add_argument("--model", help="so3krates model file")
     parser.add_argument("--size", default="small", help="mace: small | medium")
     parser.add_argument("--system", choices=["alanine", "alanine-water", "water"], required=True)
@@ -77,8 +94,10 @@ def main() -> None:
     topology, positions, ml_atoms, mm_system = build_system(args.system, args.pdb, args.water_nm)
     if args.potential == "so3krates":
         potential = MLPotential("so3krates", modelPath=args.model)
-    else:
+    elif args.potential == "mace":
         potential = MLPotential("mace", modelPath=mace_model_file(args.size))
+    else:
+        potential = MLPotential("torchmdnet", modelPath=tensornet_checkpoint())
     if ml_atoms is None:
         system = potential.createSystem(topology)
     else:

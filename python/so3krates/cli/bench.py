@@ -3,16 +3,17 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="ms/step and ns/day of SO3krates (and MACE-OFF23) in OpenMM",
+    p = sub.add_parser("bench", help="ms/step and ns/day of SO3krates (and MACE-OFF23, TensorNet) in OpenMM",
                        description="Times SO3krates at the paper's default and a small size, and, given a Python "
-                                   "environment with mace-torch (--peer-python), MACE with the MACE-OFF23 small and "
-                                   "medium architectures, all through openmm-ml, on alanine dipeptide in vacuum, "
+                                   "environment with mace-torch and torchmd-net (--peer-python), MACE with the "
+                                   "MACE-OFF23 small and medium architectures and TensorNet (128 channels, 2 layers), "
+                                   "all through openmm-ml, on alanine dipeptide in vacuum, "
                                    "the same peptide as the ML region in TIP3P water, and an all-ML water box. "
                                    "Every case runs in its own process; rounds alternate the cases. Weights are "
                                    "random: speed does not depend on their values.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--peer-python", default=None,
-                   help="python of a virtual environment with mace-torch, openmm, openmm-torch, openmm-ml "
+                   help="python of a virtual environment with mace-torch, torchmd-net, openmm, openmm-torch, openmm-ml "
                         "(see benchmarks/setup_peers.sh)")
     p.add_argument("--systems", default="alanine,alanine-water,water")
     p.add_argument("--repeats", type=int, default=2, help="alternating rounds; the fastest counts")
