@@ -59,31 +59,25 @@ def rewrite_archive(source, target, edit):
             zout.writestr(item, edit(item.filename, zin.read(item.filename)))
 
 
-def test_newer_format_version_is_refused(tmp_path, model_file64):
-    def bump(name, data):
+def with_metadata(source, target, **changes):
+    """Copy a model file with some metadata fields replaced."""
+    def edit(name, data):
         if name.endswith("extra/" + METADATA_FILE):
-            meta = json.loads(data)
-            meta["format_version"] = FORMAT_VERSION + 1
-            meta["package_version"] = "9.0.0"
-            return json.dumps(meta).encode()
+            return json.dumps({**json.loads(data), **changes}).encode()
         return data
-    path = tmp_path / "future.pt"
-    rewrite_archive(model_file64, path, bump)
+    rewrite_archive(source, target, edit)
+
+
+def test_newer_format_version_is_refused(tmp_path, model_file64):
+    with_metadata(model_file64, tmp_path / "future.pt", format_version=FORMAT_VERSION + 1, package_version="9.0.0")
     with pytest.raises(ModelFileError, match="written by openmm-so3krates 9.0.0.*upgrade"):
-        load_model(path)
+        load_model(tmp_path / "future.pt")
 
 
 def test_older_format_version_is_refused_with_what_to_do(tmp_path, model_file64):
-    def lower(name, data):
-        if name.endswith("extra/" + METADATA_FILE):
-            meta = json.loads(data)
-            meta["format_version"] = 1
-            return json.dumps(meta).encode()
-        return data
-    path = tmp_path / "old.pt"
-    rewrite_archive(model_file64, path, lower)
+    with_metadata(model_file64, tmp_path / "old.pt", format_version=1)
     with pytest.raises(ModelFileError, match="format 1.*no longer runs.*so3krates export"):
-        load_model(path)
+        load_model(tmp_path / "old.pt")
 
 
 def test_corrupted_weights_are_detected(tmp_path, model_file64):
