@@ -33,6 +33,8 @@ def test_unsupported_element_and_bad_cell_are_clear_errors(model_file64):
     atoms.calc = SO3kratesCalculator(str(model_file64))
     with pytest.raises(UnsupportedElementError, match=r"atom 2 is Cl.*supported elements: H, C, N, O"):
         atoms.get_potential_energy()
+    with pytest.raises(ValueError, match="precision='half' is not one of"):
+        SO3kratesCalculator(str(model_file64), precision="half")
     skewed = Atoms("CH", positions=[[0, 0, 0], [1.1, 0, 0]], cell=[[10, 0, 0], [9, 10, 0], [0, 0, 10]], pbc=True)
     skewed.calc = SO3kratesCalculator(str(model_file64))
     with pytest.raises(ValueError, match="not in reduced triclinic form"):

@@ -40,8 +40,7 @@ class SO3kratesCalculator(Calculator):
         self.potential, self.info = load_model(model_path, device=device)
         self.total_charge = self.info.total_charge(charge)
         self.device = torch.device(device)
-        self.dtype = {None: getattr(torch, self.info.dtype), "single": torch.float32,
-                      "double": torch.float64}[precision]
+        self.dtype = self.info.torch_dtype(precision)
         self.potential = self.potential.to(self.dtype)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

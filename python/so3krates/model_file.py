@@ -24,6 +24,7 @@ FORMAT_VERSION = 2
 OLDEST_READABLE_FORMAT = 2
 METADATA_FILE = "so3krates.json"
 UNITS = {"length": "angstrom", "energy": "eV", "forces": "eV/angstrom"}
+PRECISIONS = {"single": torch.float32, "double": torch.float64}
 
 
 class ModelFileError(RuntimeError):
@@ -64,6 +65,15 @@ class ModelInfo:
             raise ValueError(f"this model has no charge embedding (trained on neutral molecules); it cannot "
                              f"describe a total charge of {charge}")
         return 0.0
+
+    def torch_dtype(self, precision: Optional[str]) -> torch.dtype:
+        """The dtype to run the model in: "single", "double", or None for the file's own precision."""
+        if precision is None:
+            return getattr(torch, self.dtype)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} is not one of {sorted(PRECISIONS)} (or None for the "
+                             f"model file's {self.dtype})")
+        return PRECISIONS[precision]
 
     def to_dict(self) -> Dict[str, Any]:
         return {"format": FORMAT_NAME, "format_version": self.format_version,

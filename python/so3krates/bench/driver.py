@@ -12,11 +12,11 @@ from typing import Dict, List, Optional
 from ..md import ALANINE_DIPEPTIDE_PDB
 from ..model import SO3kratesConfig
 from ..model_file import create_potential, save_model
+from .worker import SPICE_ELEMENTS
 
 WORKER = Path(__file__).with_name("worker.py")
 SYSTEMS = {"alanine": "alanine dipeptide, vacuum", "alanine-water": "alanine dipeptide in TIP3P (mixed)",
            "water": "water box, all ML, periodic"}
-SPICE_ELEMENTS = [1, 6, 7, 8, 9, 15, 16, 17, 35, 53]
 # our sizes: the paper's default, and a small one
 SO3KRATES_SIZES = {"default": {}, "small": {"num_features": 64, "num_radial": 16}}
 UNTRAINED_ENERGY_SCALE_EV = 0.05  # as `so3krates init`: keeps the untrained models' MD finite

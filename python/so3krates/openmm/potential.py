@@ -10,9 +10,6 @@ from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 from ..elements import check_elements
 from ..model_file import load_model
 
-PRECISIONS = {"single": "float32", "double": "float64"}
-
-
 class SO3kratesPotentialImplFactory(MLPotentialImplFactory):
     """Creates SO3kratesPotentialImpl objects."""
 
@@ -46,8 +43,6 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
     def addForces(self, topology: openmm.app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
                   forceGroup: int, precision: Optional[str] = None, returnForces: bool = True,
                   cudaGraphs: bool = False, charge: Optional[float] = None, **args) -> None:
-        import torch
-
         from .plugins import ensure_torch_plugins
         from .torchforce import make_torch_force
 
@@ -62,14 +57,7 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
             numbers.append(0 if atom.element is None else atom.element.atomic_number)
         check_elements(numbers, self.info.elements, labels)
 
-        if precision is None:
-            dtype_name = self.info.dtype
-        elif precision in PRECISIONS:
-            dtype_name = PRECISIONS[precision]
-        else:
-            raise ValueError(f"precision={precision!r} is not one of {sorted(PRECISIONS)} (or None for the "
-                             f"model file's {self.info.dtype})")
-        dtype = getattr(torch, dtype_name)
+        dtype = self.info.torch_dtype(precision)
         potential = load_model(self.modelPath)[0].to(dtype)
         periodic = topology.getPeriodicBoxVectors() is not None
         force = make_torch_force(potential, numbers, None if atoms is None else indices, periodic, dtype,
