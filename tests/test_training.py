@@ -158,3 +158,15 @@ def test_bf16_autocast_trains(tmp_path):
     trainer.train()
     after = trainer.validate(trainer.ema)["valid_force_mae_eV_A"]
     assert np.isfinite(after) and after < before
+
+
+def test_eval_names_the_frame_and_atom_of_an_unsupported_element(model_file64):
+    from so3krates import UnsupportedElementError
+    from so3krates.model_file import load_model
+    from so3krates_train.evaluate import evaluate_model
+
+    frames = read_frames(DATA).select(range(3))
+    frames.atomic_numbers[frames.atoms(2).start + 4] = 17
+    potential, info = load_model(model_file64)
+    with pytest.raises(UnsupportedElementError, match=r"frame 2 atom 4 is Cl.*supported elements: H, C, N, O"):
+        evaluate_model(potential, info.elements, frames)

@@ -86,7 +86,9 @@ def parity_plots(frames: Frames, energy_pred: np.ndarray, forces_pred: np.ndarra
 
 def evaluate_model(potential, elements, frames: Frames, json_path: Optional[Path] = None,
                    plots: Optional[Path] = None) -> Dict:
-    for k in range(len(frames)):
+    unsupported = set(frames.elements) - set(elements)
+    if unsupported:  # name the first offending frame and atom; labels are built only for that frame
+        k = next(k for k in range(len(frames)) if set(frames.atomic_numbers[frames.atoms(k)].tolist()) & unsupported)
         check_elements(frames.atomic_numbers[frames.atoms(k)], elements,
                        [f"{frames.origin[k]} atom {i}" for i in range(frames.n_atoms[k])])
     energy, forces = predict_frames(potential, frames)
