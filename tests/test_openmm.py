@@ -1,4 +1,5 @@
 """openmm-ml potential `so3krates`: OpenMM energies and forces equal the pure-PyTorch model."""
+import os
 import subprocess
 import sys
 
@@ -150,3 +151,21 @@ def test_cuda_platform_matches_cpu(alanine, model_file32, cuda_graphs):
     energy, forces = openmm_energy_forces(cuda_system, pos / 10.0, "CUDA")
     assert energy == pytest.approx(cpu_energy, rel=1e-4)
     np.testing.assert_allclose(forces, cpu_forces, rtol=1e-3, atol=1e-3 * np.abs(cpu_forces).max())
+
+
+@pytest.mark.parametrize("setting,expected_profiling", [(None, False), ("1", True)])
+def test_create_system_switches_torchscript_profiling_off_unless_asked(model_file32, setting, expected_profiling):
+    """The profiling executor doubles the model's memory; SO3KRATES_JIT_PROFILING=1 keeps it."""
+    from so3krates.md import ALANINE_DIPEPTIDE_PDB
+
+    script = (f"import torch, openmm.app as app\nfrom openmmml import MLPotential\n"
+              f"assert torch._C._jit_set_profiling_mode(True)\n"
+              f"MLPotential('so3krates', modelPath={str(model_file32)!r}).createSystem("
+              f"app.PDBFile({str(ALANINE_DIPEPTIDE_PDB)!r}).topology)\n"
+              f"print(torch._C._jit_set_profiling_mode(True))")
+    env = {k: v for k, v in os.environ.items() if k != "SO3KRATES_JIT_PROFILING"}
+    if setting is not None:
+        env["SO3KRATES_JIT_PROFILING"] = setting
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == str(expected_profiling)

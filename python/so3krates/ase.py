@@ -11,6 +11,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from .elements import check_elements
 from .model_file import load_model
+from .torchscript import configure_torchscript
 
 
 def check_reduced_cell(cell: np.ndarray, tolerance: float = 1e-6) -> None:
@@ -37,6 +38,7 @@ class SO3kratesCalculator(Calculator):
     def __init__(self, model_path: str, device: str = "cpu", precision: Optional[str] = None,
                  charge: Optional[float] = None, **kwargs):
         super().__init__(**kwargs)
+        configure_torchscript()
         self.potential, self.info = load_model(model_path, device=device)
         self.total_charge = self.info.total_charge(charge)
         self.device = torch.device(device)

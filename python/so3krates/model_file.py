@@ -20,7 +20,8 @@ from .model import SO3krates, SO3kratesConfig, SO3kratesPotential
 
 FORMAT_NAME = "openmm-so3krates-model"
 # 2: forward(atomic_numbers, positions, cell, total_charge) and the compiled neighbour-list op
-FORMAT_VERSION = 2
+# 3: the compiled pair-attention ops (older installations lack them); format 2 files still run
+FORMAT_VERSION = 3
 OLDEST_READABLE_FORMAT = 2
 METADATA_FILE = "so3krates.json"
 UNITS = {"length": "angstrom", "energy": "eV", "forces": "eV/angstrom"}
@@ -148,8 +149,10 @@ def _parse_metadata(path: Path, text: str) -> ModelInfo:
 
 def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
                verify_weights: bool = True) -> Tuple[torch.jit.ScriptModule, ModelInfo]:
-    """Load a model file -> (TorchScript SO3kratesPotential, metadata). Raises ModelFileError with
-    the reason when the file is missing, not a model of ours, corrupted or too new."""
+    """Load a model file for inference -> (TorchScript SO3kratesPotential, metadata). Its parameters
+    are frozen (no gradients wanted; keeping them would hold more of the forward pass in memory).
+    Raises ModelFileError with the reason when the file is missing, not a model of ours, corrupted
+    or too new."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
@@ -167,6 +170,8 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
     if verify_weights and weights_digest(module) != info.weights_sha256:
         raise ModelFileError(f"{path}: the weights do not match the digest recorded when the file was "
                              f"written; the file is corrupted")
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
     return module, info
 
 

@@ -106,31 +106,57 @@ class AttentionBlock(nn.Module):
             self.inv_norm_1 = self.inv_norm_2 = 1.0
 
     def forward(self, x: torch.Tensor, ev: torch.Tensor, rbf: torch.Tensor, ylm: torch.Tensor,
-                cut: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor):
+                cut: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor, fused: bool = False):
         """x (N, F), ev (N, m_tot), rbf (P, K), ylm (P, m_tot), cut (P,), idx_i/idx_j (P,)
-        -> x update (N, F), ev update (N, m_tot). Gathers use index_select, whose backward (index_add)
-        is much cheaper on the CPU than that of advanced indexing (index_put with accumulate)."""
+        -> x update (N, F), ev update (N, m_tot). `fused`: use the compiled CPU pair ops
+        (plugin/extensions/attention_cpu.cpp), differentiable once: for energies and forces, not training."""
         w1 = self.radial_filter_1(rbf)
         w2 = self.radial_filter_2(rbf)
         if self.use_spherical_filter:
             ev_inv = self.degree_ops.invariants(ev.index_select(0, idx_j) - ev.index_select(0, idx_i))  # (P, D)
             w1 = w1 + self.spherical_filter_1(ev_inv)
             w2 = w2 + self.spherical_filter_2(ev_inv)
-        n_pairs = rbf.shape[0]
-        w1 = w1.reshape(n_pairs, self.num_heads, self.num_features // self.num_heads)
-        w2 = w2.reshape(n_pairs, self.num_degrees, self.num_features // self.num_degrees)
-
-        q1 = self.qk_act(self.query_1(x)).index_select(0, idx_i)
-        k1 = self.qk_act(self.key_1(x)).index_select(0, idx_j)
-        q2 = self.qk_act(self.query_2(x)).index_select(0, idx_i)
-        k2 = self.qk_act(self.key_2(x)).index_select(0, idx_j)
-        alpha_1 = (q1 * w1 * k1).sum(-1) * (self.inv_norm_1 * cut[:, None])  # (P, H)
-        alpha_2 = (q2 * w2 * k2).sum(-1) * (self.inv_norm_2 * cut[:, None])  # (P, D)
-
-        values = self.value_1(x).index_select(0, idx_j)  # (P, H, F/H)
-        x_att = torch.zeros_like(x).index_add_(0, idx_i, (alpha_1[:, :, None] * values).reshape(n_pairs, self.num_features))
+        n_atoms = x.shape[0]
+        q1 = self.qk_act(self.query_1(x)).reshape(n_atoms, self.num_features)
+        k1 = self.qk_act(self.key_1(x)).reshape(n_atoms, self.num_features)
+        q2 = self.qk_act(self.query_2(x)).reshape(n_atoms, self.num_features)
+        k2 = self.qk_act(self.key_2(x)).reshape(n_atoms, self.num_features)
+        values = self.value_1(x).reshape(n_atoms, self.num_features)
+        if fused:
+            alpha_1 = torch.ops.so3krates.pair_attention_weights(q1, k1, w1, idx_i, idx_j, self.num_heads)
+            alpha_2 = torch.ops.so3krates.pair_attention_weights(q2, k2, w2, idx_i, idx_j, self.num_degrees)
+        else:
+            alpha_1 = pair_attention_weights(q1, k1, w1, idx_i, idx_j, self.num_heads)
+            alpha_2 = pair_attention_weights(q2, k2, w2, idx_i, idx_j, self.num_degrees)
+        alpha_1 = alpha_1 * (self.inv_norm_1 * cut[:, None])  # (P, H)
+        alpha_2 = alpha_2 * (self.inv_norm_2 * cut[:, None])  # (P, D)
+        if fused:
+            x_att = torch.ops.so3krates.pair_aggregate(alpha_1, values, idx_i, idx_j, n_atoms)
+        else:
+            x_att = pair_aggregate(alpha_1, values, idx_i, idx_j, n_atoms)
         ev_att = torch.zeros_like(ev).index_add_(0, idx_i, self.degree_ops.broadcast(alpha_2) * ylm)
         return x_att, ev_att
+
+
+def pair_attention_weights(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, idx_i: torch.Tensor,
+                           idx_j: torch.Tensor, heads: int) -> torch.Tensor:
+    """q, k (N, C), w (P, C) -> (P, heads): per head, sum over its channels of q_i * w_ij * k_j.
+    Gathers use index_select, whose backward (index_add) is much cheaper on the CPU than that of
+    advanced indexing (index_put with accumulate)."""
+    n_pairs = w.shape[0]
+    product = q.index_select(0, idx_i) * w * k.index_select(0, idx_j)
+    return product.reshape(n_pairs, heads, w.shape[1] // heads).sum(-1)
+
+
+def pair_aggregate(alpha: torch.Tensor, values: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+                   num_atoms: int) -> torch.Tensor:
+    """alpha (P, heads), values (N, C) -> (num_atoms, C): sum over pairs (i, j) of alpha_ij * values_j,
+    each head's weight applied to its channels."""
+    n_pairs, heads = alpha.shape
+    channels = values.shape[1]
+    messages = alpha[:, :, None] * values.index_select(0, idx_j).reshape(n_pairs, heads, channels // heads)
+    out = torch.zeros(num_atoms, channels, dtype=messages.dtype, device=messages.device)
+    return out.index_add_(0, idx_i, messages.reshape(n_pairs, channels))
 
 
 class ExchangeBlock(nn.Module):
@@ -181,8 +207,8 @@ class EuclideanTransformerBlock(nn.Module):
         self.residual_2 = ResidualMLP(num_features, act, identity_at_init) if residual_mlp_2 else nn.Identity()
 
     def forward(self, x: torch.Tensor, ev: torch.Tensor, rbf: torch.Tensor, ylm: torch.Tensor,
-                cut: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor):
-        x_att, ev_att = self.attention(x, ev, rbf, ylm, cut, idx_i, idx_j)
+                cut: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor, fused: bool = False):
+        x_att, ev_att = self.attention(x, ev, rbf, ylm, cut, idx_i, idx_j, fused)
         x = self.residual_1(self.norm_1(x + x_att))
         ev = ev + ev_att
         x_ex, ev_ex = self.exchange(x, ev)

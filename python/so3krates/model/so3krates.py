@@ -86,9 +86,11 @@ class SO3krates(nn.Module):
 
     def forward(self, atomic_numbers: torch.Tensor, vectors: torch.Tensor, idx_i: torch.Tensor,
                 idx_j: torch.Tensor, batch: Optional[torch.Tensor] = None,
-                total_charge: Optional[torch.Tensor] = None) -> torch.Tensor:
+                total_charge: Optional[torch.Tensor] = None, fused: bool = False) -> torch.Tensor:
         """atomic_numbers (N,) int, vectors r_j - r_i (P, 3) Å, idx_i/idx_j (P,), batch (N,) molecule of
-        each atom (None: one molecule), total_charge (G,) e (None: neutral) -> atomic energies (N,) eV"""
+        each atom (None: one molecule), total_charge (G,) e (None: neutral) -> atomic energies (N,) eV.
+        `fused` runs the attention's pair operations as compiled CPU ops (less memory, faster), which
+        are differentiable once: energies and forces, but not a loss on forces."""
         species = self.species_of_z[atomic_numbers]
         x = self.embedding(species) * self.species_valid[species][:, None]
         for charge_embedding in self.charge_embedding:
@@ -105,18 +107,22 @@ class SO3krates(nn.Module):
         if self.ev_from_neighbours:
             ev = ev.index_add(0, idx_i, cut[:, None] * ylm) * self.inv_avg_num_neighbors
         for block in self.blocks:
-            x, ev = block(x, ev, rbf, ylm, cut, idx_i, idx_j)
+            x, ev = block(x, ev, rbf, ylm, cut, idx_i, idx_j, fused)
         return self.readout(x).squeeze(-1) * self.energy_scale[species] + self.energy_shift[species]
 
 
 class SO3kratesPotential(nn.Module):
     """What a model file holds: atomic numbers, positions (Å) and an optional periodic cell (Å,
-    rows are box vectors) -> total energy (eV), with the neighbour list inside."""
+    rows are box vectors) -> total energy (eV), with the neighbour list inside.
 
-    def __init__(self, model: SO3krates):
+    For inference: on the CPU the attention runs the compiled pair ops (`compiled=False`: the
+    PyTorch version everywhere, e.g. to take second derivatives)."""
+
+    def __init__(self, model: SO3krates, compiled: bool = True):
         super().__init__()
         self.model = model
-        self.neighbor_list = NeighborList(model.config.cutoff)
+        self.neighbor_list = NeighborList(model.config.cutoff, compiled=compiled)
+        self.compiled = compiled
 
     def pair_vectors(self, positions: torch.Tensor, cell: Optional[torch.Tensor]
                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -129,4 +135,5 @@ class SO3kratesPotential(nn.Module):
         """atomic_numbers (N,), positions (N, 3) Å, cell (3, 3) Å or None, total charge (e) -> energy () eV"""
         idx_i, idx_j, vectors = self.pair_vectors(positions, cell)
         charge = torch.full((1,), total_charge, dtype=positions.dtype, device=positions.device)
-        return self.model(atomic_numbers, vectors, idx_i, idx_j, None, charge).sum()
+        fused = self.compiled and positions.device.type == "cpu"
+        return self.model(atomic_numbers, vectors, idx_i, idx_j, None, charge, fused).sum()

@@ -43,10 +43,12 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
     def addForces(self, topology: openmm.app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
                   forceGroup: int, precision: Optional[str] = None, returnForces: bool = True,
                   cudaGraphs: bool = False, charge: Optional[float] = None, **args) -> None:
+        from ..torchscript import configure_torchscript
         from .plugins import ensure_torch_plugins
         from .torchforce import make_torch_force
 
         ensure_torch_plugins()
+        configure_torchscript()
         total_charge = self.info.total_charge(charge)
         all_atoms = list(topology.atoms())
         indices = list(range(len(all_atoms))) if atoms is None else list(atoms)
