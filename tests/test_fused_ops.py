@@ -69,9 +69,11 @@ def test_bad_shapes_are_named():
         fused_weights(q, k, w, idx_i[:-1], idx_j, 2)
 
 
+@pytest.mark.parametrize("pair_chunk", [16384, 97], ids=["one-chunk", "many-chunks"])
 @pytest.mark.parametrize("periodic", [False, True], ids=["molecule", "water-box"])
-def test_model_with_fused_ops_matches_pytorch_model(periodic):
-    """The model file's potential (compiled ops on the CPU) against compiled=False, energies and forces."""
+def test_model_with_fused_ops_matches_pytorch_model(periodic, pair_chunk):
+    """The model file's potential (compiled ops on the CPU, pairs in chunks) against compiled=False,
+    energies and forces."""
     torch.manual_seed(0)
     if periodic:
         n_side, spacing = 5, 2.2
@@ -84,6 +86,8 @@ def test_model_with_fused_ops_matches_pytorch_model(periodic):
     fused = create_potential(small_config(), torch.float64, seed=2, energy_scale_eV=1.0)
     plain = create_potential(small_config(), torch.float64, seed=2, energy_scale_eV=1.0)
     plain.compiled = False
+    for block in fused.model.blocks:
+        block.attention.pair_chunk = pair_chunk
     results = []
     for potential in (torch.jit.script(fused), plain):
         p = pos.clone().requires_grad_(True)

@@ -74,6 +74,45 @@ def test_periodic_neighbor_list_equals_brute_force(seed, triclinic, implementati
     assert len(expected) > n  # the test exercises pairs
 
 
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("periodic", [False, True])
+def test_static_pairs_are_all_pairs_with_minimum_image_shifts(seed, periodic):
+    """The fixed-size list (for CUDA graphs): every ordered pair once; those within the cutoff are
+    exactly the brute-force pairs, at the same distances."""
+    rng = np.random.default_rng(seed)
+    n, cutoff = 30, 3.0
+    box = reduced_box(rng, True, 2 * cutoff) if periodic else None
+    pos = rng.uniform(-1.0, 2.0, size=(n, 3)) @ box if periodic else rng.uniform(0.0, 7.0, size=(n, 3))
+    idx_i, idx_j, shifts = NeighborList(cutoff, static_pairs=True)(torch.tensor(pos), None if box is None else
+                                                                   torch.tensor(box))
+    assert sorted(zip(idx_i.tolist(), idx_j.tolist())) == [(i, j) for i in range(n) for j in range(n) if i != j]
+    distance = np.linalg.norm(pos[idx_j.numpy()] + shifts.numpy() - pos[idx_i.numpy()], axis=1)
+    got = sorted((int(i), int(j), round(float(d), 9)) for i, j, d in zip(idx_i, idx_j, distance) if d < cutoff)
+    wrapped = pos if box is None else (pos @ np.linalg.inv(box) % 1.0) @ box
+    expected = sorted((i, j, round(float(np.linalg.norm(wrapped[j] + np.array(s) - wrapped[i])), 9))
+                      for i, j, s in brute_force_pairs(pos, box, cutoff))
+    assert got == expected and len(expected) > n
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_static_pairs_give_the_same_energy_and_forces(periodic):
+    """Pairs beyond the cutoff get exactly zero weight from the cutoff function."""
+    potential = create_potential(small_config(), torch.float64, seed=4, energy_scale_eV=1.0)
+    rng = np.random.default_rng(2)
+    pos = torch.tensor(rng.uniform(0.0, 9.0, size=(40, 3)))
+    z = torch.tensor([8, 1, 1, 6] * 10)
+    cell = torch.eye(3, dtype=torch.float64) * 9.0 if periodic else None
+    results = []
+    for static in (False, True):
+        potential.neighbor_list.static_pairs = static
+        p = pos.clone().requires_grad_(True)
+        energy = potential(z, p, cell)
+        results.append((energy.detach(), torch.autograd.grad(energy, p)[0]))
+    assert results[0][1].abs().max() > 1e-3
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-10)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("n_atoms", [50, 400])
 def test_vacuum_cell_list_equals_brute_force(n_atoms):
     rng = np.random.default_rng(n_atoms)

@@ -169,3 +169,30 @@ def test_create_system_switches_torchscript_profiling_off_unless_asked(model_fil
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == str(expected_profiling)
+
+
+def test_cuda_graphs_option_keeps_energies_and_forces(solvated, model_file64):
+    """cudaGraphs=True switches to the fixed-size pair list; the numbers must not change (checked on
+    the CPU platform, which ignores the graph property itself). Mixed system, periodic box."""
+    topology, positions, mm_system = solvated
+    ml_atoms = [a.index for a in topology.atoms() if a.residue.name != "HOH"]
+    potential = MLPotential("so3krates", modelPath=str(model_file64))
+    results = [openmm_energy_forces(potential.createMixedSystem(topology, mm_system, ml_atoms, precision="double",
+                                                                cudaGraphs=graphs), positions, "Reference")
+               for graphs in (False, True)]
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-9)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-7, atol=1e-7 * np.abs(results[0][1]).max())
+
+
+def test_cuda_graphs_refuses_large_ml_regions_and_small_boxes(solvated, model_file64):
+    topology, _, _ = solvated
+    potential = MLPotential("so3krates", modelPath=str(model_file64))
+    with pytest.raises(ValueError, match=r"fixed size.*up to 512 ML atoms.*has \d+"):
+        potential.createSystem(topology, cudaGraphs=True)
+    small = app.Topology()
+    chain = small.addChain()
+    for element in (app.element.oxygen, app.element.hydrogen, app.element.hydrogen):
+        small.addAtom(element.symbol, element, small.addResidue("HOH", chain))
+    small.setPeriodicBoxVectors(np.eye(3) * 0.7 * unit.nanometer)  # the test models cut off at 4 Å
+    with pytest.raises(ValueError, match="too small.*twice the cutoff"):
+        potential.createSystem(small, cudaGraphs=True)

@@ -3,6 +3,7 @@ can follow TorchScript without rewriting the model."""
 import torch
 
 from so3krates.model import SO3krates
+from so3krates.model_file import create_potential
 
 from conftest import small_config
 
@@ -24,3 +25,17 @@ def test_network_exports_with_dynamic_shapes_and_matches_eager(alanine, potentia
     mask = (idx_i < keep) & (idx_j < keep)
     args = (z[:keep], vectors[mask], idx_i[mask], idx_j[mask], batch[:keep], charge)
     torch.testing.assert_close(exported.module()(*args), model(*args))
+
+
+def test_potential_with_static_pairs_exports_whole(alanine):
+    """With the fixed-size pair list (what CUDA graphs get), the whole potential, neighbour list
+    included, has no data-dependent shapes or host round-trips: torch.export traces it."""
+    z, pos, _ = alanine
+    z, pos = torch.tensor(z), torch.tensor(pos)
+    potential = create_potential(small_config(), torch.float64, seed=1, energy_scale_eV=1.0)
+    potential.compiled = False  # the path other devices take: no CPU-only compiled ops
+    potential.neighbor_list.static_pairs = True
+    cell = torch.eye(3, dtype=torch.float64) * 12.0
+    exported = torch.export.export(potential, (z, pos, cell), strict=False)
+    moved = pos + 0.05 * torch.randn(pos.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(exported.module()(z, moved, cell), potential(z, moved, cell))

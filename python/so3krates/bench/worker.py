@@ -92,18 +92,26 @@ def main() -> None:
     from openmmml import MLPotential
 
     topology, positions, ml_atoms, mm_system = build_system(args.system, args.pdb, args.water_nm)
+    n_ml = len(ml_atoms) if ml_atoms else topology.getNumAtoms()
+    options = {}
     if args.potential == "so3krates":
+        from so3krates.openmm.potential import STATIC_PAIRS_MAX_ATOMS
+
         potential = MLPotential("so3krates", modelPath=args.model)
+        # CUDA graphs where our model supports them; the peers' PythonForce cannot be captured
+        options["cudaGraphs"] = args.platform == "CUDA" and n_ml <= STATIC_PAIRS_MAX_ATOMS
     elif args.potential == "mace":
         potential = MLPotential("mace", modelPath=mace_model_file(args.size))
     else:
         potential = MLPotential("torchmdnet", modelPath=tensornet_checkpoint())
     if ml_atoms is None:
-        system = potential.createSystem(topology)
+        system = potential.createSystem(topology, **options)
     else:
-        system = potential.createMixedSystem(topology, mm_system, ml_atoms)
+        system = potential.createMixedSystem(topology, mm_system, ml_atoms, **options)
     # plugin forces come back from SWIG as plain Force; PythonForce is OpenMM's own class
     kind = "PythonForce" if any(isinstance(f, openmm.PythonForce) for f in system.getForces()) else "TorchForce"
+    if options.get("cudaGraphs"):
+        kind += " (CUDA graph)"
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 1 * unit.femtosecond)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(args.platform))
     context.setPositions(positions)
@@ -116,7 +124,7 @@ def main() -> None:
     integrator.step(args.steps)
     context.getState(getEnergy=True)
     seconds = time.perf_counter() - start
-    print(json.dumps({"atoms": topology.getNumAtoms(), "ml_atoms": len(ml_atoms) if ml_atoms else topology.getNumAtoms(),
+    print(json.dumps({"atoms": topology.getNumAtoms(), "ml_atoms": n_ml,
                       "ms_per_step": 1000 * seconds / args.steps, "first_step_s": first,
                       "peak_memory_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "torch": torch.__version__, "force": kind}))

@@ -2,7 +2,10 @@
 
 Vacuum systems and periodic boxes as OpenMM passes them (rows are box vectors a, b, c in OpenMM's
 reduced triclinic form: a along x, b in the xy plane, |b_x| <= a_x/2, |c_x| <= a_x/2, |c_y| <= b_y/2).
-Positions may be wrapped or not. On the CPU the compiled op `so3krates::neighbor_pairs`
+Positions may be wrapped or not. With `static_pairs` every ordered pair is returned, also those beyond
+the cutoff (the model's cutoff function gives them zero weight): shapes then depend on the atom count
+only and nothing waits for the device, as CUDA graphs need. Otherwise, on the CPU the compiled op
+`so3krates::neighbor_pairs`
 (plugin/extensions, 2-7x faster than the PyTorch version here, see benchmarks/neighbor_list.py)
 does the search; on other devices, or with compiled=False, the PyTorch version below: all pairs for
 small systems, a cell list with cost linear in the number of atoms for larger ones. Pair selection
@@ -24,6 +27,16 @@ def perpendicular_widths(cell: torch.Tensor) -> torch.Tensor:
     return volume / areas
 
 
+def check_box_width(cell: torch.Tensor, cutoff: float) -> None:
+    """Raise ValueError if a box width is below twice the cutoff (minimum image would miss pairs)."""
+    widths = perpendicular_widths(cell)
+    if bool((widths < 2.0 * cutoff).any()):
+        width_list: List[float] = widths.tolist()
+        raise ValueError("periodic box too small for the model: every box width must be at least "
+                         "twice the cutoff (" + str(2.0 * cutoff) + " Angstrom), but the widths are "
+                         + str(width_list) + " Angstrom; use a larger box")
+
+
 def minimum_image_shift(delta: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     """Shift vectors (P, 3) that bring displacements `delta` (P, 3) to their minimum image in a
     reduced triclinic cell (the same sequential rounding OpenMM uses)."""
@@ -38,29 +51,29 @@ class NeighborList(nn.Module):
     """positions (N, 3), optional cell (3, 3) -> idx_i (P,), idx_j (P,), shifts (P, 3).
 
     `brute_force_max_atoms`: at or below this atom count all N² pairs are tested, which is
-    faster than building cells for small molecules.
+    faster than building cells for small molecules. `static_pairs`: return all N(N-1) pairs
+    unfiltered (for CUDA graphs; the caller checks the box size once, as this path cannot).
     """
 
-    def __init__(self, cutoff: float, brute_force_max_atoms: int = 96, compiled: bool = True):
+    def __init__(self, cutoff: float, brute_force_max_atoms: int = 96, compiled: bool = True,
+                 static_pairs: bool = False):
         super().__init__()
         self.cutoff = cutoff
         self.brute_force_max_atoms = brute_force_max_atoms
         self.compiled = compiled
+        self.static_pairs = static_pairs
 
     def forward(self, positions: torch.Tensor, cell: Optional[torch.Tensor] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pos = positions.detach()
+        if self.static_pairs:
+            return self._all_pairs_unfiltered(pos, cell)
         if self.compiled and pos.device.type == "cpu":
             box = None if cell is None else cell.detach().to(pos.dtype)
             return torch.ops.so3krates.neighbor_pairs(pos, box, self.cutoff)
         if cell is not None:
             cell = cell.detach().to(pos.dtype)
-            widths = perpendicular_widths(cell)
-            if bool((widths < 2.0 * self.cutoff).any()):
-                width_list: List[float] = widths.tolist()
-                raise ValueError("periodic box too small for the model: every box width must be at least "
-                                 "twice the cutoff (" + str(2.0 * self.cutoff) + " Angstrom), but the widths are "
-                                 + str(width_list) + " Angstrom; use a larger box")
+            check_box_width(cell, self.cutoff)
         if pos.shape[0] <= self.brute_force_max_atoms:
             idx_i, idx_j = self._all_pairs(pos.shape[0], pos.device)
         else:
@@ -72,6 +85,21 @@ class NeighborList(nn.Module):
             shift = torch.zeros_like(delta)
         keep = torch.linalg.norm(delta + shift, dim=1) < self.cutoff
         return idx_i[keep], idx_j[keep], shift[keep]
+
+    @staticmethod
+    def _all_pairs_unfiltered(pos: torch.Tensor, cell: Optional[torch.Tensor]
+                              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All ordered pairs i != j by index arithmetic (no boolean masks, whose sizes depend on data)."""
+        n_atoms = pos.shape[0]
+        others = max(n_atoms - 1, 1)
+        k = torch.arange(n_atoms * (n_atoms - 1), device=pos.device)
+        idx_i = torch.div(k, others, rounding_mode="floor")
+        rest = k - idx_i * others
+        idx_j = rest + (rest >= idx_i).to(torch.long)
+        delta = pos.index_select(0, idx_j) - pos.index_select(0, idx_i)
+        if cell is None:
+            return idx_i, idx_j, torch.zeros_like(delta)
+        return idx_i, idx_j, minimum_image_shift(delta, cell.detach().to(pos.dtype))
 
     @staticmethod
     def _all_pairs(n_atoms: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
