@@ -4,8 +4,8 @@
 // per layer, which sets both the memory (MB per atom) and, being memory-bound, the time of large
 // systems. These ops read the per-atom tensors in place and keep only their inputs.
 //
-//   pair_attention_weights(q (N, C), k (N, C), w (P, C), idx_i, idx_j, heads) -> alpha (P, heads)
-//       alpha[p, h] = sum over c in head h of q[i_p, c] * w[p, c] * k[j_p, c]
+//   pair_attention_weights(q (N, C), k (N, C), w [chunks (P_c, C), sum P_c = P], idx_i, idx_j, heads)
+//       -> alpha (P, heads); alpha[p, h] = sum over c in head h of q[i_p, c] * w[p, c] * k[j_p, c]
 //   pair_aggregate(alpha (P, heads), v (N, C), idx_i, idx_j, num_atoms) -> out (num_atoms, C)
 //       out[i, c] = sum over pairs p with i_p = i of alpha[p, head(c)] * v[j_p, c]
 //
@@ -26,18 +26,15 @@ using torch::autograd::variable_list;
 
 constexpr int64_t kPairGrain = 256;
 
-void check_pair_inputs(const char* op, const Tensor& atoms, const Tensor& pair_tensor, const Tensor& idx_i,
+void check_pair_inputs(const char* op, const Tensor& atoms, int64_t n_pairs, const Tensor& idx_i,
                        const Tensor& idx_j, int64_t heads) {
-  TORCH_CHECK_VALUE(atoms.dim() == 2 && pair_tensor.dim() == 2, op, ": expected 2-d tensors");
-  TORCH_CHECK_VALUE(idx_i.dim() == 1 && idx_j.dim() == 1 && idx_i.size(0) == pair_tensor.size(0) &&
-                        idx_j.size(0) == pair_tensor.size(0),
-                    op, ": idx_i and idx_j must have one entry per pair (", pair_tensor.size(0), ")");
+  TORCH_CHECK_VALUE(atoms.dim() == 2, op, ": per-atom features must be (N, C)");
+  TORCH_CHECK_VALUE(idx_i.dim() == 1 && idx_j.dim() == 1 && idx_i.size(0) == n_pairs && idx_j.size(0) == n_pairs,
+                    op, ": idx_i and idx_j must have one entry per pair (", n_pairs, ")");
   TORCH_CHECK_VALUE(idx_i.scalar_type() == torch::kLong && idx_j.scalar_type() == torch::kLong, op,
                     ": pair indices must be int64");
   TORCH_CHECK_VALUE(heads > 0 && atoms.size(1) % heads == 0, op, ": ", atoms.size(1),
                     " features are not divisible into ", heads, " heads");
-  TORCH_CHECK_VALUE(atoms.scalar_type() == pair_tensor.scalar_type(), op, ": dtypes differ (",
-                    atoms.scalar_type(), " and ", pair_tensor.scalar_type(), ")");
 }
 
 // ---- kernels (plain loops; the compiler vectorises the inner loops over features) ----
@@ -170,22 +167,38 @@ void refuse_double_backward(const char* op) {
               "or SO3krates.forward with fused=False");
 }
 
+// w arrives in consecutive chunks of pairs (the model computes filters chunk by chunk, so that
+// they stay small); one call covers all chunks, so the backward fills the per-atom gradients once.
 class AttentionWeights : public torch::autograd::Function<AttentionWeights> {
  public:
-  static Tensor forward(AutogradContext* ctx, const Tensor& q_in, const Tensor& k_in, const Tensor& w_in,
+  static Tensor forward(AutogradContext* ctx, const Tensor& q_in, const Tensor& k_in, at::TensorList w_chunks,
                         const Tensor& idx_i, const Tensor& idx_j, int64_t heads) {
-    check_pair_inputs("pair_attention_weights", q_in, w_in, idx_i, idx_j, heads);
-    TORCH_CHECK_VALUE(q_in.sizes() == k_in.sizes() && q_in.size(1) == w_in.size(1),
-                      "pair_attention_weights: q, k (N, C) and w (P, C) must agree in C");
-    const auto q = q_in.contiguous(), k = k_in.contiguous(), w = w_in.contiguous();
+    TORCH_CHECK_VALUE(!w_chunks.empty(), "pair_attention_weights: w needs at least one chunk");
+    std::vector<Tensor> w;
+    int64_t n_pairs = 0;
+    for (const auto& chunk : w_chunks) {
+      TORCH_CHECK_VALUE(chunk.dim() == 2 && chunk.size(1) == q_in.size(1) && chunk.scalar_type() == q_in.scalar_type(),
+                        "pair_attention_weights: every w chunk must be (pairs, C) with the dtype of q");
+      w.push_back(chunk.contiguous());
+      n_pairs += chunk.size(0);
+    }
+    check_pair_inputs("pair_attention_weights", q_in, n_pairs, idx_i, idx_j, heads);
+    TORCH_CHECK_VALUE(q_in.sizes() == k_in.sizes(), "pair_attention_weights: q and k must have the same shape");
+    const auto q = q_in.contiguous(), k = k_in.contiguous();
     const auto ii = idx_i.contiguous(), jj = idx_j.contiguous();
-    ctx->save_for_backward({q, k, w, ii, jj});
+    std::vector<Tensor> to_save{q, k, ii, jj};
+    to_save.insert(to_save.end(), w.begin(), w.end());
+    ctx->save_for_backward(to_save);
     ctx->saved_data["heads"] = heads;
-    auto alpha = torch::empty({w.size(0), heads}, w.options());
-    AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "pair_attention_weights", [&] {
-      attention_weights_kernel<scalar_t>(q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                                         ii.data_ptr<int64_t>(), jj.data_ptr<int64_t>(), w.size(0), w.size(1), heads,
-                                         alpha.data_ptr<scalar_t>());
+    auto alpha = torch::empty({n_pairs, heads}, q.options());
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "pair_attention_weights", [&] {
+      int64_t offset = 0;
+      for (const auto& chunk : w) {
+        attention_weights_kernel<scalar_t>(q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), chunk.data_ptr<scalar_t>(),
+                                           ii.data_ptr<int64_t>() + offset, jj.data_ptr<int64_t>() + offset,
+                                           chunk.size(0), q.size(1), heads, alpha.data_ptr<scalar_t>() + offset * heads);
+        offset += chunk.size(0);
+      }
     });
     return alpha;
   }
@@ -193,22 +206,32 @@ class AttentionWeights : public torch::autograd::Function<AttentionWeights> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     refuse_double_backward("pair_attention_weights");
     const auto saved = ctx->get_saved_variables();
-    const auto &q = saved[0], &k = saved[1], &w = saved[2], &ii = saved[3], &jj = saved[4];
+    const auto &q = saved[0], &k = saved[1], &ii = saved[2], &jj = saved[3];
     const int64_t heads = ctx->saved_data["heads"].toInt();
     const auto grad = grads[0].contiguous();
     const int64_t n = q.size(0), channels = q.size(1);
     Tensor dq_partials = ctx->needs_input_grad(0) ? partial_buffers(n, channels, q) : Tensor();
     Tensor dk_partials = ctx->needs_input_grad(1) ? partial_buffers(n, channels, k) : Tensor();
-    Tensor dw = ctx->needs_input_grad(2) ? torch::empty_like(w) : Tensor();
-    AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "pair_attention_weights_backward", [&] {
-      attention_weights_backward_kernel<scalar_t>(
-          q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), ii.data_ptr<int64_t>(),
-          jj.data_ptr<int64_t>(), grad.data_ptr<scalar_t>(), w.size(0), channels, heads,
-          data_or_null<scalar_t>(dq_partials), data_or_null<scalar_t>(dk_partials), n * channels,
-          data_or_null<scalar_t>(dw));
+    // gradients: q, k, each w chunk, then none for idx_i, idx_j, heads
+    variable_list result(2);
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "pair_attention_weights_backward", [&] {
+      int64_t offset = 0;
+      for (size_t c = 4; c < saved.size(); ++c) {
+        const auto& chunk = saved[c];
+        Tensor dw = ctx->needs_input_grad(c - 2) ? torch::empty_like(chunk) : Tensor();
+        attention_weights_backward_kernel<scalar_t>(
+            q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), chunk.data_ptr<scalar_t>(), ii.data_ptr<int64_t>() + offset,
+            jj.data_ptr<int64_t>() + offset, grad.data_ptr<scalar_t>() + offset * heads, chunk.size(0), channels, heads,
+            data_or_null<scalar_t>(dq_partials), data_or_null<scalar_t>(dk_partials), n * channels,
+            data_or_null<scalar_t>(dw));
+        result.push_back(dw);
+        offset += chunk.size(0);
+      }
     });
-    return {dq_partials.defined() ? dq_partials.sum(0) : Tensor(),
-            dk_partials.defined() ? dk_partials.sum(0) : Tensor(), dw, Tensor(), Tensor(), Tensor()};
+    result[0] = dq_partials.defined() ? dq_partials.sum(0) : Tensor();
+    result[1] = dk_partials.defined() ? dk_partials.sum(0) : Tensor();
+    result.insert(result.end(), {Tensor(), Tensor(), Tensor()});
+    return result;
   }
 };
 
@@ -216,7 +239,9 @@ class Aggregate : public torch::autograd::Function<Aggregate> {
  public:
   static Tensor forward(AutogradContext* ctx, const Tensor& alpha_in, const Tensor& v_in, const Tensor& idx_i,
                         const Tensor& idx_j, int64_t num_atoms) {
-    check_pair_inputs("pair_aggregate", v_in, alpha_in, idx_i, idx_j, alpha_in.size(1));
+    TORCH_CHECK_VALUE(alpha_in.dim() == 2 && alpha_in.scalar_type() == v_in.scalar_type(),
+                      "pair_aggregate: alpha must be (P, heads) with the dtype of v");
+    check_pair_inputs("pair_aggregate", v_in, alpha_in.size(0), idx_i, idx_j, alpha_in.size(1));
     TORCH_CHECK_VALUE(num_atoms >= 0, "pair_aggregate: num_atoms must not be negative");
     const auto alpha = alpha_in.contiguous(), v = v_in.contiguous();
     const auto ii = idx_i.contiguous(), jj = idx_j.contiguous();
@@ -249,7 +274,7 @@ class Aggregate : public torch::autograd::Function<Aggregate> {
   }
 };
 
-Tensor pair_attention_weights(const Tensor& q, const Tensor& k, const Tensor& w, const Tensor& idx_i,
+Tensor pair_attention_weights(const Tensor& q, const Tensor& k, at::TensorList w, const Tensor& idx_i,
                               const Tensor& idx_j, int64_t heads) {
   return AttentionWeights::apply(q, k, w, idx_i, idx_j, heads);
 }
@@ -262,7 +287,7 @@ Tensor pair_aggregate(const Tensor& alpha, const Tensor& v, const Tensor& idx_i,
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(so3krates, m) {
-  m.def("pair_attention_weights(Tensor q, Tensor k, Tensor w, Tensor idx_i, Tensor idx_j, int heads) -> Tensor");
+  m.def("pair_attention_weights(Tensor q, Tensor k, Tensor[] w, Tensor idx_i, Tensor idx_j, int heads) -> Tensor");
   m.def("pair_aggregate(Tensor alpha, Tensor v, Tensor idx_i, Tensor idx_j, int num_atoms) -> Tensor");
 }
 

@@ -132,17 +132,19 @@ class AttentionBlock(nn.Module):
         k2 = self.qk_act(self.key_2(x)).reshape(n_atoms, self.num_features)
         values = self.value_1(x).reshape(n_atoms, self.num_features)
         if fused:
-            n_pairs = rbf.shape[0]
-            chunks_1: List[torch.Tensor] = []
-            chunks_2: List[torch.Tensor] = []
-            for start in range(0, n_pairs, self.pair_chunk):
-                end = min(start + self.pair_chunk, n_pairs)
-                ci, cj = idx_i[start:end], idx_j[start:end]
-                w1, w2 = self.filters(rbf[start:end], ev, ci, cj)
-                chunks_1.append(torch.ops.so3krates.pair_attention_weights(q1, k1, w1, ci, cj, self.num_heads))
-                chunks_2.append(torch.ops.so3krates.pair_attention_weights(q2, k2, w2, ci, cj, self.num_degrees))
-            alpha_1 = torch.cat(chunks_1) if len(chunks_1) > 0 else rbf.new_zeros(0, self.num_heads)
-            alpha_2 = torch.cat(chunks_2) if len(chunks_2) > 0 else rbf.new_zeros(0, self.num_degrees)
+            # split, not slices: the backward of one split is one concatenation, while every slice's
+            # backward would write a zero-filled gradient of all pairs
+            # backward would write a zero-filled gradient of all pairs); the op takes all chunks at once
+            rbf_chunks = rbf.split(self.pair_chunk)
+            i_chunks, j_chunks = idx_i.split(self.pair_chunk), idx_j.split(self.pair_chunk)
+            w1_chunks: List[torch.Tensor] = []
+            w2_chunks: List[torch.Tensor] = []
+            for c in range(len(rbf_chunks)):
+                w1, w2 = self.filters(rbf_chunks[c], ev, i_chunks[c], j_chunks[c])
+                w1_chunks.append(w1)
+                w2_chunks.append(w2)
+            alpha_1 = torch.ops.so3krates.pair_attention_weights(q1, k1, w1_chunks, idx_i, idx_j, self.num_heads)
+            alpha_2 = torch.ops.so3krates.pair_attention_weights(q2, k2, w2_chunks, idx_i, idx_j, self.num_degrees)
         else:
             w1, w2 = self.filters(rbf, ev, idx_i, idx_j)
             alpha_1 = pair_attention_weights(q1, k1, w1, idx_i, idx_j, self.num_heads)
