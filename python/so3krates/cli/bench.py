@@ -26,8 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--scaling", default=None, metavar="PNG",
                    help="also time water boxes from ~100 atoms up and plot ms/step against atoms")
     p.add_argument("--scaling-max-nm", type=float, default=4.65,
-                   help="largest water box edge for --scaling (4.65 nm: ~10,000 atoms, ~3 GB and a few "
-                        "seconds per step on 2 CPU cores)")
+                   help="largest water box edge for --scaling (4.65 nm: ~10,000 atoms, ~6 GB and 3-4 s "
+                        "per step on 2 CPU cores)")
 
 
 def run(args) -> int:
@@ -42,7 +42,7 @@ def run(args) -> int:
     if args.scaling:
         edges = [e for e in (1.0, 1.45, 2.15, 3.1, 4.65) if e <= args.scaling_max_nm]
         results = scaling(edges, 2, args.platform)
-        exponent = scaling_plot(results, args.scaling)
+        exponent = scaling_plot(results, args.scaling, args.platform)
         print("\nscaling (SO3krates default, water): " + ", ".join(
             f"{r['atoms']} atoms {r['ms_per_step']:.0f} ms" for r in results) + f"; fitted exponent {exponent:.2f}")
         best["scaling"] = {"water": results}
