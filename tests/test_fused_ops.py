@@ -14,8 +14,8 @@ fused_aggregate = torch.ops.so3krates.pair_aggregate
 
 def fused_weights(q, k, w, idx_i, idx_j, heads):
     """The op with w in uneven chunks, as the model passes it."""
-    return torch.ops.so3krates.pair_attention_weights(q, k, list(w.split([w.shape[0] // 3, w.shape[0] - w.shape[0] // 3])),
-                                                      idx_i, idx_j, heads)
+    first = w.shape[0] // 3
+    return torch.ops.so3krates.pair_attention_weights(q, k, [w[:first], w[first:]], idx_i, idx_j, heads)
 
 
 def random_graph(n_atoms: int, n_pairs: int, channels: int, dtype, seed: int = 0):
@@ -72,6 +72,10 @@ def test_bad_shapes_are_named():
         fused_weights(q, k, w, idx_i, idx_j, 3)
     with pytest.raises(ValueError, match="one entry per pair"):
         fused_weights(q, k, w, idx_i[:-1], idx_j, 2)
+    with pytest.raises(IndexError, match=r"idx_j outside \[0, 6\)"):
+        fused_weights(q, k, w, idx_i, idx_j + 6, 2)
+    with pytest.raises(IndexError, match=r"idx_i outside \[0, 3\)"):
+        fused_aggregate(torch.ones(20, 2, dtype=torch.float64), v, idx_i, idx_j, 3)
 
 
 @pytest.mark.parametrize("pair_chunk", [16384, 97], ids=["one-chunk", "many-chunks"])

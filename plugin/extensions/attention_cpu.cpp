@@ -26,8 +26,9 @@ using torch::autograd::variable_list;
 
 constexpr int64_t kPairGrain = 256;
 
+// Shapes, dtypes and index ranges (the loops below read rows idx_i < rows_i, idx_j < rows_j unchecked).
 void check_pair_inputs(const char* op, const Tensor& atoms, int64_t n_pairs, const Tensor& idx_i,
-                       const Tensor& idx_j, int64_t heads) {
+                       const Tensor& idx_j, int64_t heads, int64_t rows_i) {
   TORCH_CHECK_VALUE(atoms.dim() == 2, op, ": per-atom features must be (N, C)");
   TORCH_CHECK_VALUE(idx_i.dim() == 1 && idx_j.dim() == 1 && idx_i.size(0) == n_pairs && idx_j.size(0) == n_pairs,
                     op, ": idx_i and idx_j must have one entry per pair (", n_pairs, ")");
@@ -35,6 +36,13 @@ void check_pair_inputs(const char* op, const Tensor& atoms, int64_t n_pairs, con
                     ": pair indices must be int64");
   TORCH_CHECK_VALUE(heads > 0 && atoms.size(1) % heads == 0, op, ": ", atoms.size(1),
                     " features are not divisible into ", heads, " heads");
+  if (n_pairs == 0) return;
+  const auto [min_i, max_i] = torch::aminmax(idx_i);
+  const auto [min_j, max_j] = torch::aminmax(idx_j);
+  TORCH_CHECK_INDEX(min_i.item<int64_t>() >= 0 && max_i.item<int64_t>() < rows_i, op, ": idx_i outside [0, ",
+                    rows_i, ")");
+  TORCH_CHECK_INDEX(min_j.item<int64_t>() >= 0 && max_j.item<int64_t>() < atoms.size(0), op,
+                    ": idx_j outside [0, ", atoms.size(0), ")");
 }
 
 // ---- kernels (plain loops; the compiler vectorises the inner loops over features) ----
@@ -182,7 +190,7 @@ class AttentionWeights : public torch::autograd::Function<AttentionWeights> {
       w.push_back(chunk.contiguous());
       n_pairs += chunk.size(0);
     }
-    check_pair_inputs("pair_attention_weights", q_in, n_pairs, idx_i, idx_j, heads);
+    check_pair_inputs("pair_attention_weights", q_in, n_pairs, idx_i, idx_j, heads, q_in.size(0));
     TORCH_CHECK_VALUE(q_in.sizes() == k_in.sizes(), "pair_attention_weights: q and k must have the same shape");
     const auto q = q_in.contiguous(), k = k_in.contiguous();
     const auto ii = idx_i.contiguous(), jj = idx_j.contiguous();
@@ -196,7 +204,8 @@ class AttentionWeights : public torch::autograd::Function<AttentionWeights> {
       for (const auto& chunk : w) {
         attention_weights_kernel<scalar_t>(q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), chunk.data_ptr<scalar_t>(),
                                            ii.data_ptr<int64_t>() + offset, jj.data_ptr<int64_t>() + offset,
-                                           chunk.size(0), q.size(1), heads, alpha.data_ptr<scalar_t>() + offset * heads);
+                                           chunk.size(0), q.size(1), heads,
+                                           alpha.data_ptr<scalar_t>() + offset * heads);
         offset += chunk.size(0);
       }
     });
@@ -241,8 +250,8 @@ class Aggregate : public torch::autograd::Function<Aggregate> {
                         const Tensor& idx_j, int64_t num_atoms) {
     TORCH_CHECK_VALUE(alpha_in.dim() == 2 && alpha_in.scalar_type() == v_in.scalar_type(),
                       "pair_aggregate: alpha must be (P, heads) with the dtype of v");
-    check_pair_inputs("pair_aggregate", v_in, alpha_in.size(0), idx_i, idx_j, alpha_in.size(1));
     TORCH_CHECK_VALUE(num_atoms >= 0, "pair_aggregate: num_atoms must not be negative");
+    check_pair_inputs("pair_aggregate", v_in, alpha_in.size(0), idx_i, idx_j, alpha_in.size(1), num_atoms);
     const auto alpha = alpha_in.contiguous(), v = v_in.contiguous();
     const auto ii = idx_i.contiguous(), jj = idx_j.contiguous();
     ctx->save_for_backward({alpha, v, ii, jj});

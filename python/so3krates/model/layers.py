@@ -133,8 +133,7 @@ class AttentionBlock(nn.Module):
         values = self.value_1(x).reshape(n_atoms, self.num_features)
         if fused:
             # split, not slices: the backward of one split is one concatenation, while every slice's
-            # backward would write a zero-filled gradient of all pairs
-            # backward would write a zero-filled gradient of all pairs); the op takes all chunks at once
+            # backward would write a zero-filled gradient of all pairs; the op takes all chunks at once
             rbf_chunks = rbf.split(self.pair_chunk)
             i_chunks, j_chunks = idx_i.split(self.pair_chunk), idx_j.split(self.pair_chunk)
             w1_chunks: List[torch.Tensor] = []

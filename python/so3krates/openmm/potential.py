@@ -16,6 +16,7 @@ from ..model_file import load_model
 # all-pairs lists grow as N²: beyond this many ML atoms CUDA graphs would cost more than they save
 STATIC_PAIRS_MAX_ATOMS = 512
 
+
 class SO3kratesPotentialImplFactory(MLPotentialImplFactory):
     """Creates SO3kratesPotentialImpl objects."""
 
@@ -81,7 +82,8 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
         """Switch the model to its fixed-size pair list, after the checks it cannot make inside a graph."""
         if self.info.format_version < 3:
             raise ValueError(f"{self.modelPath} (model format {self.info.format_version}) predates CUDA-graph "
-                             f"support: export it again from its checkpoint (`so3krates export`), or use cudaGraphs=False")
+                             f"support: export it again from its checkpoint (`so3krates export`), "
+                             f"or use cudaGraphs=False")
         if n_atoms > STATIC_PAIRS_MAX_ATOMS:
             raise ValueError(f"cudaGraphs=True needs a pair list of fixed size; SO3krates then uses all pairs, "
                              f"which pays up to {STATIC_PAIRS_MAX_ATOMS} ML atoms, but this system has {n_atoms}: "
