@@ -182,6 +182,8 @@ class AttentionWeights : public torch::autograd::Function<AttentionWeights> {
   static Tensor forward(AutogradContext* ctx, const Tensor& q_in, const Tensor& k_in, at::TensorList w_chunks,
                         const Tensor& idx_i, const Tensor& idx_j, int64_t heads) {
     TORCH_CHECK_VALUE(!w_chunks.empty(), "pair_attention_weights: w needs at least one chunk");
+    TORCH_CHECK_VALUE(q_in.dim() == 2 && q_in.sizes() == k_in.sizes(),
+                      "pair_attention_weights: q and k must be (N, C) of the same shape");
     std::vector<Tensor> w;
     int64_t n_pairs = 0;
     for (const auto& chunk : w_chunks) {
@@ -191,7 +193,6 @@ class AttentionWeights : public torch::autograd::Function<AttentionWeights> {
       n_pairs += chunk.size(0);
     }
     check_pair_inputs("pair_attention_weights", q_in, n_pairs, idx_i, idx_j, heads, q_in.size(0));
-    TORCH_CHECK_VALUE(q_in.sizes() == k_in.sizes(), "pair_attention_weights: q and k must have the same shape");
     const auto q = q_in.contiguous(), k = k_in.contiguous();
     const auto ii = idx_i.contiguous(), jj = idx_j.contiguous();
     std::vector<Tensor> to_save{q, k, ii, jj};
