@@ -1,9 +1,9 @@
-"""Alanine dipeptide in vacuum with an SO3krates model: Langevin MD in OpenMM, then a
-Ramachandran plot (φ, ψ) of the trajectory.
+"""Alanine dipeptide in vacuum with the pretrained SO3LR (or another model file): Langevin MD in
+OpenMM, then a Ramachandran plot (φ, ψ) of the trajectory.
 
-    python examples/alanine_ramachandran.py --model model.pt [--steps 20000] [--output runs/alanine]
+    python examples/alanine_ramachandran.py [--model so3lr] [--steps 20000] [--output runs/alanine]
 
-The model must know H, C, N, O (e.g. one trained on SPICE-style data; `so3krates init` writes an
+Another model must know H, C, N, O (e.g. one trained on SPICE-style data; `so3krates init` writes an
 untrained one whose dynamics are not physical but show the workflow).
 """
 import argparse
@@ -21,7 +21,7 @@ from so3krates.md import ALANINE_DIPEPTIDE_PDB, build_simulation, run_md  # noqa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", default="so3lr", help="model file, or so3lr (the pretrained SO3LR)")
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--report-interval", type=int, default=50)
     parser.add_argument("--minimize", action="store_true", help="minimise first (for trained models)")

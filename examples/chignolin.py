@@ -1,8 +1,8 @@
-"""Chignolin (GYDPETGTWG, 138 atoms) in vacuum with an SO3krates model: Langevin MD, then the radius
-of gyration and the end-to-end (Cα 1 – Cα 10) distance over time. Starts from an extended chain
-(data/chignolin.pdb; zwitterionic, total charge −2 at pH 7).
+"""Chignolin (GYDPETGTWG, 138 atoms) in vacuum with the pretrained SO3LR (or another model file):
+Langevin MD, then the radius of gyration and the end-to-end (Cα 1 – Cα 10) distance over time.
+Starts from an extended chain (data/chignolin.pdb; zwitterionic, total charge −2 at pH 7).
 
-    python examples/chignolin.py --model model.pt [--charge -2] [--steps 20000] [--output runs/chignolin]
+    python examples/chignolin.py [--model so3lr] [--charge -2] [--steps 20000] [--output runs/chignolin]
 """
 import argparse
 from pathlib import Path
@@ -21,9 +21,9 @@ PDB = Path(__file__).with_name("data") / "chignolin.pdb"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--charge", type=float, default=None,
-                        help="total charge for a model trained with charges (-2 for this structure)")
+    parser.add_argument("--model", default="so3lr", help="model file, or so3lr (the pretrained SO3LR)")
+    parser.add_argument("--charge", type=float, default=-2.0,
+                        help="total charge of this structure (0 for models without a charge input)")
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--report-interval", type=int, default=100)
     parser.add_argument("--minimize", action="store_true", help="minimise first (for trained models)")

@@ -1,8 +1,8 @@
-"""Alanine dipeptide as the ML region inside TIP3P water (openmm-ml createMixedSystem with Amber14
-for the water): Langevin MD, then the potential energy over time and the radial distribution of
-water oxygens around the peptide's heavy atoms.
+"""Alanine dipeptide as the ML region (the pretrained SO3LR, or another model file) inside TIP3P
+water (openmm-ml createMixedSystem with Amber14 for the water): Langevin MD, then the potential
+energy over time and the radial distribution of water oxygens around the peptide's heavy atoms.
 
-    python examples/peptide_in_water.py --model model.pt [--steps 5000] [--output runs/water]
+    python examples/peptide_in_water.py [--model so3lr] [--steps 5000] [--output runs/water]
 """
 import argparse
 import csv
@@ -20,7 +20,7 @@ from so3krates.md import ALANINE_DIPEPTIDE_PDB, build_simulation, run_md  # noqa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", default="so3lr", help="model file, or so3lr (the pretrained SO3LR)")
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--report-interval", type=int, default=50)
     parser.add_argument("--padding", type=float, default=1.0, help="water padding (nm)")

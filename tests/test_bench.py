@@ -8,19 +8,35 @@ from so3krates.bench.driver import scaling_plot
 from so3krates.cli import main
 
 
-def test_bench_reports_both_sizes(tmp_path, capsys):
+def test_bench_reports_both_sizes_and_so3lr(tmp_path, capsys):
     out_json = tmp_path / "bench.json"
     assert main(["bench", "--systems", "alanine", "--repeats", "1", "--steps", "2", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
-    assert "SO3krates default" in out and "SO3krates small" in out and "TorchForce" in out
+    assert "SO3krates default" in out and "SO3krates small" in out and "SO3LR" in out and "TorchForce" in out
     results = json.loads(out_json.read_text())
-    for size in ("SO3krates default", "SO3krates small"):
-        result = results[size]["alanine"]
+    for label in ("SO3krates default", "SO3krates small", "SO3LR (ours, pretrained)"):
+        result = results[label]["alanine"]
         assert result["atoms"] == 22 and result["ms_per_step"] > 0 and result["force"] == "TorchForce"
 
 
-def test_scaling_plot_fits_the_exponent(tmp_path):
+def test_scaling_plot_fits_the_exponents(tmp_path):
     atoms = [100, 1000, 10000]
-    results = [{"atoms": n, "ms_per_step": 0.5 * n} for n in atoms]
-    assert scaling_plot(results, str(tmp_path / "scaling.png")) == pytest.approx(1.0)
+    curves = {"linear": [{"atoms": n, "ms_per_step": 0.5 * n} for n in atoms],
+              "quadratic": [{"atoms": n, "ms_per_step": 1e-3 * n * n} for n in atoms]}
+    exponents = scaling_plot(curves, str(tmp_path / "scaling.png"))
+    assert exponents["linear"] == pytest.approx(1.0) and exponents["quadratic"] == pytest.approx(2.0)
     assert (tmp_path / "scaling.png").stat().st_size > 1000
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this checks the machine without a GPU")
+def test_gpu_check_without_a_gpu_says_so_and_runs_nothing(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    report = tmp_path / "report.txt"
+    result = subprocess.run(["bash", str(script), str(report)], capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stderr
+    assert "no CUDA GPU visible" in result.stdout and not report.exists()

@@ -49,8 +49,9 @@ def test_openmm_needs_and_uses_the_charge(alanine, charged_model):
     ml = MLPotential("so3krates", modelPath=str(path))
     with pytest.raises(ValueError, match="trained on molecules with total charges"):
         ml.createSystem(topology)
-    energy, _ = openmm_energy_forces(ml.createSystem(topology, charge=1, precision="double"), pos / 10.0, "Reference")
-    expected = potential(torch.tensor(z), torch.tensor(pos), None, 1.0).item() * 96.48533212331002
+    # alanine dipeptide has 78 electrons: a singlet needs an even charge (+1 is refused, test_electrons.py)
+    energy, _ = openmm_energy_forces(ml.createSystem(topology, charge=2, precision="double"), pos / 10.0, "Reference")
+    expected = potential(torch.tensor(z), torch.tensor(pos), None, 2.0).item() * 96.48533212331002
     assert energy == pytest.approx(expected, rel=1e-8)
 
 
@@ -63,9 +64,12 @@ def test_ase_calculator_charge(alanine, charged_model):
     potential, path = charged_model
     z, pos, _ = alanine
     with pytest.raises(ValueError, match="total charges"):
-        SO3kratesCalculator(str(path))
-    atoms = Atoms(numbers=z, positions=pos, calculator=SO3kratesCalculator(str(path), charge=1))
-    expected = potential(torch.tensor(z), torch.tensor(pos), None, 1.0).item()
+        Atoms(numbers=z, positions=pos, calculator=SO3kratesCalculator(str(path))).get_potential_energy()
+    atoms = Atoms(numbers=z, positions=pos, calculator=SO3kratesCalculator(str(path), charge=-2))
+    expected = potential(torch.tensor(z), torch.tensor(pos), None, -2.0).item()
+    assert atoms.get_potential_energy() == pytest.approx(expected, rel=1e-12)
+    # as SO3LR's ASE calculator: the charge may also come with the atoms
+    atoms = Atoms(numbers=z, positions=pos, calculator=SO3kratesCalculator(str(path)), info={"charge": -2})
     assert atoms.get_potential_energy() == pytest.approx(expected, rel=1e-12)
 
 

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from so3krates.cli import main
 
@@ -12,7 +13,7 @@ def test_help_lists_commands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("init", "info", "md"):
+    for command in ("init", "info", "md", "import-so3lr", "doctor"):
         assert command in out
 
 
@@ -29,6 +30,20 @@ def test_init_info_md_vacuum(tmp_path, capsys):
     lines = (tmp_path / "md" / "energies.csv").read_text().splitlines()
     assert len(lines) == 3  # header + 2 reports
     assert (tmp_path / "md" / "trajectory.dcd").stat().st_size > 0
+
+
+def test_so3lr_by_name_info_and_md_with_threads(tmp_path, capsys):
+    assert main(["info", "so3lr"]) == 0
+    out = capsys.readouterr().out
+    assert "SO3LR" in out and "elements        H C N O F P S Cl" in out and "long-range terms" in out
+    threads = torch.get_num_threads()
+    try:
+        assert main(["md", "--model", "so3lr", "--steps", "4", "--report-interval", "2", "--threads", "1",
+                     "--output", str(tmp_path / "md")]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the command sets it for the whole process
+    out = capsys.readouterr().out
+    assert "using 1 CPU thread (from --threads" in out and "ns/day" in out
 
 
 def test_md_in_water_runs(tmp_path, capsys):

@@ -43,6 +43,13 @@ def test_train_and_evaluate(tmp_path):
 
 
 def test_chignolin(untrained_model, tmp_path):
-    out = run("chignolin.py", "--model", str(untrained_model), "--steps", "20", "--report-interval", "5",
-              "--output", str(tmp_path))
+    out = run("chignolin.py", "--model", str(untrained_model), "--charge", "0", "--steps", "20",
+              "--report-interval", "5", "--output", str(tmp_path))
     assert (tmp_path / "chignolin.png").stat().st_size > 1000 and "4 frames" in out
+
+
+def test_examples_run_so3lr_by_default(tmp_path):
+    out = run("alanine_ramachandran.py", "--steps", "20", "--report-interval", "10", "--output", str(tmp_path / "a"))
+    assert "2 frames" in out
+    out = run("chignolin.py", "--steps", "10", "--report-interval", "5", "--output", str(tmp_path / "c"))
+    assert "2 frames" in out

@@ -194,5 +194,5 @@ def test_cuda_graphs_refuses_large_ml_regions_and_small_boxes(solvated, model_fi
     for element in (app.element.oxygen, app.element.hydrogen, app.element.hydrogen):
         small.addAtom(element.symbol, element, small.addResidue("HOH", chain))
     small.setPeriodicBoxVectors(np.eye(3) * 0.7 * unit.nanometer)  # the test models cut off at 4 Å
-    with pytest.raises(ValueError, match="too small.*twice the cutoff"):
+    with pytest.raises(ValueError, match="too small for a fixed-size.*twice the model's cutoff"):
         potential.createSystem(small, cudaGraphs=True)

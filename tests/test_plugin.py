@@ -20,11 +20,13 @@ from test_openmm import openmm_energy_forces
 PLUGIN_TESTS = Path(__file__).resolve().parents[1] / "plugin" / "tests"
 
 
-@pytest.fixture(scope="module")
-def serialized(tmp_path_factory, alanine, model_file64):
-    """System XML of alanine dipeptide with the float64 test model, and reference values."""
+@pytest.fixture(scope="module", params=["test model", "so3lr"])
+def serialized(request, tmp_path_factory, alanine, model_file64):
+    """System XML of alanine dipeptide with the float64 test model or SO3LR (whose physical terms are
+    compiled ops too), and reference values."""
     _, pos, topology = alanine
-    system = MLPotential("so3krates", modelPath=str(model_file64)).createSystem(topology, precision="double")
+    potential = MLPotential("so3lr") if request.param == "so3lr" else MLPotential("so3krates", modelPath=str(model_file64))
+    system = potential.createSystem(topology, precision="double")
     folder = tmp_path_factory.mktemp("serialized")
     (folder / "system.xml").write_text(openmm.XmlSerializer.serialize(system))
     energy, forces = openmm_energy_forces(system, pos / 10.0, "Reference")

@@ -6,9 +6,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from ._ops import load_ops  # noqa: E402
+import os  # noqa: E402
 
-load_ops()  # model files call the compiled neighbour list
+from ._ops import CompiledOpsError, load_ops  # noqa: E402
+
+try:
+    load_ops()  # model files call the compiled neighbour lists and pair ops
+except CompiledOpsError:
+    # a source tree on a machine that cannot build them (benchmarks/gpu_check.sh): the PyTorch
+    # versions (compiled=False, and every device but the CPU) still run; model files do not
+    if os.environ.get("SO3KRATES_WITHOUT_OPS") != "1":
+        raise
 
 from .elements import UnsupportedElementError, check_elements  # noqa: E402
 from .model_file import ModelFileError, ModelInfo, load_model, save_model  # noqa: E402

@@ -3,14 +3,17 @@
 The same library is loaded by the OpenMM plugin in OpenMM's plugin directory, so a serialized System
 runs in processes that never import this package.
 """
+import os
 import sys
 from pathlib import Path
 
 import torch
 
 LIBRARY_NAME = "libso3krates_ops.so"
-# wheel layout (inside the package), or a conda prefix's lib/
-CANDIDATES = (Path(__file__).parent / "lib" / LIBRARY_NAME, Path(sys.prefix) / "lib" / LIBRARY_NAME)
+# SO3KRATES_OPS_LIBRARY (a library built apart, e.g. by benchmarks/gpu_check.sh), the wheel layout
+# (inside the package), or a conda prefix's lib/
+CANDIDATES = tuple(Path(p) for p in (os.environ.get("SO3KRATES_OPS_LIBRARY"),) if p) + (
+    Path(__file__).parent / "lib" / LIBRARY_NAME, Path(sys.prefix) / "lib" / LIBRARY_NAME)
 OPS_LIBRARY = next((path for path in CANDIDATES if path.is_file()), CANDIDATES[0])
 REBUILD_HINT = ("reinstall openmm-so3krates from its source tree with `pip install --force-reinstall --no-deps .` "
                 "(needs a C++17 compiler and CMake; the build uses the installed torch and openmm)")

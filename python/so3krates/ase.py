@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
+from .electrons import resolve_charge_and_spin
 from .elements import check_elements
 from .model_file import load_model
+from .openmm import MODEL_DEFAULT
 from .torchscript import configure_torchscript
 
 
@@ -28,27 +30,37 @@ def check_reduced_cell(cell: np.ndarray, tolerance: float = 1e-6) -> None:
 
 
 class SO3kratesCalculator(Calculator):
-    """Energy (eV) and forces (eV/Å) of an SO3krates model file. Periodic cells must be in OpenMM's
-    reduced lower-triangular form (a along x, b in the xy plane) as ASE's `cell.standard_form()` gives
-    for ordinary boxes; partial periodicity is not supported. `charge`: the total charge (e), required
-    by models trained with charges."""
+    """Energy (eV) and forces (eV/Å) of an SO3krates model file, or "so3lr" for the shipped SO3LR.
+    Periodic cells must be in OpenMM's reduced lower-triangular form (a along x, b in the xy plane) as
+    ASE's `cell.standard_form()` gives for ordinary boxes; partial periodicity is not supported.
+    `charge` (e) and `multiplicity`: given here, or else read from atoms.info["charge"] and
+    atoms.info["multiplicity"] as SO3LR's ASE calculator does, or else the model's defaults (checked as
+    in OpenMM: so3krates.electrons). `lr_cutoff`: long-range cutoff in Å for models that have one
+    (None: no cutoff, vacuum only; default: the model's)."""
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
     def __init__(self, model_path: str, device: str = "cpu", precision: Optional[str] = None,
-                 charge: Optional[float] = None, **kwargs):
+                 charge: Optional[float] = None, multiplicity: Optional[int] = None, lr_cutoff=MODEL_DEFAULT, **kwargs):
         super().__init__(**kwargs)
         configure_torchscript()
         self.potential, self.info = load_model(model_path, device=device)
-        self.total_charge = self.info.total_charge(charge)
+        self.charge, self.multiplicity = charge, multiplicity
         self.device = torch.device(device)
         self.dtype = self.info.torch_dtype(precision)
         self.potential = self.potential.to(self.dtype)
+        if lr_cutoff is not MODEL_DEFAULT:
+            if not self.info.config.long_range:
+                raise ValueError(f"lr_cutoff: {model_path} has no long-range terms")
+            self.potential.set_lr_cutoff(None if lr_cutoff is None else float(lr_cutoff))
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         numbers = self.atoms.get_atomic_numbers()
         check_elements(numbers, self.info.elements)
+        charge = self.charge if self.charge is not None else self.atoms.info.get("charge")
+        multiplicity = self.multiplicity if self.multiplicity is not None else self.atoms.info.get("multiplicity")
+        total_charge, unpaired = resolve_charge_and_spin(self.info, numbers, charge, multiplicity)
         cell = None
         pbc = self.atoms.get_pbc()
         if pbc.any():
@@ -59,7 +71,7 @@ class SO3kratesCalculator(Calculator):
             cell = torch.tensor(cell_array, dtype=self.dtype, device=self.device)
         z = torch.tensor(numbers, dtype=torch.long, device=self.device)
         pos = torch.tensor(self.atoms.get_positions(), dtype=self.dtype, device=self.device, requires_grad=True)
-        energy = self.potential(z, pos, cell, self.total_charge)
+        energy = self.potential(z, pos, cell, total_charge, unpaired)
         forces = -torch.autograd.grad(energy, pos)[0]
         self.results["energy"] = self.results["free_energy"] = float(energy.detach())
         self.results["forces"] = forces.detach().cpu().numpy().astype(np.float64)

@@ -9,6 +9,9 @@ import openmm.app as app
 import openmm.unit as unit
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .openmm import MODEL_DEFAULT
+from .so3lr import NAME as SO3LR_NAME
+
 ALANINE_DIPEPTIDE_PDB = Path(__file__).parent / "data" / "alanine-dipeptide.pdb"
 WATER_RESIDUES = {"HOH", "WAT", "TIP3"}
 MM_CUTOFF_NM = 0.9
@@ -36,9 +39,12 @@ def ml_atom_indices(topology: app.Topology) -> List[int]:
 
 def build_simulation(model_path: str, pdb_path: str, water_padding_nm: float = 0.0, temperature_K: float = 300.0,
                      timestep_fs: float = 1.0, friction_per_ps: float = 1.0, platform: str = "CPU",
-                     precision: Optional[str] = None, seed: int = 0, charge: Optional[float] = None):
-    """Simulation of the PDB's molecule with the ML model: in vacuum, or (water_padding_nm > 0) as the
-    ML region of createMixedSystem inside a box of TIP3P water described by Amber14.
+                     precision: Optional[str] = None, seed: int = 0, charge: Optional[float] = None,
+                     multiplicity: Optional[int] = None, lr_cutoff=MODEL_DEFAULT, threads: Optional[int] = None):
+    """Simulation of the PDB's molecule with the ML model (a file, or "so3lr"): in vacuum, or
+    (water_padding_nm > 0) as the ML region of createMixedSystem inside a box of TIP3P water described
+    by Amber14. charge, multiplicity and lr_cutoff (nm, Quantity or None) as in createSystem; `threads`:
+    CPU threads for torch and OpenMM's CPU platform (None: OMP_NUM_THREADS or the affinity mask).
     Returns (simulation, ML atom indices)."""
     from openmmml import MLPotential
 
@@ -46,7 +52,11 @@ def build_simulation(model_path: str, pdb_path: str, water_padding_nm: float = 0
         raise ValueError(f"water padding {water_padding_nm} nm is too small: use at least {MIN_WATER_PADDING_NM} nm "
                          f"so that the box is wider than twice the {MM_CUTOFF_NM} nm MM cutoff")
     pdb = app.PDBFile(str(pdb_path))
-    potential = MLPotential("so3krates", modelPath=str(model_path))
+    if str(model_path).lower() == SO3LR_NAME and not Path(model_path).exists():
+        potential = MLPotential(SO3LR_NAME)
+    else:
+        potential = MLPotential("so3krates", modelPath=str(model_path))
+    options = dict(precision=precision, charge=charge, multiplicity=multiplicity, lrCutoff=lr_cutoff)
     if water_padding_nm > 0:
         forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
         modeller = app.Modeller(pdb.topology, pdb.positions)
@@ -55,15 +65,18 @@ def build_simulation(model_path: str, pdb_path: str, water_padding_nm: float = 0
         ml_atoms = ml_atom_indices(topology)
         mm_system = forcefield.createSystem(topology, nonbondedMethod=app.PME,
                                             nonbondedCutoff=MM_CUTOFF_NM * unit.nanometer, constraints=app.HBonds)
-        system = potential.createMixedSystem(topology, mm_system, ml_atoms, precision=precision, charge=charge)
+        system = potential.createMixedSystem(topology, mm_system, ml_atoms, **options)
     else:
         topology, positions = pdb.topology, pdb.positions
         ml_atoms = list(range(topology.getNumAtoms()))
-        system = potential.createSystem(topology, precision=precision, charge=charge)
+        system = potential.createSystem(topology, **options)
     integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, friction_per_ps / unit.picosecond,
                                                  timestep_fs * unit.femtosecond)
     integrator.setRandomNumberSeed(seed)
-    simulation = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName(platform))
+    properties = {}
+    if threads is not None:
+        properties = {"Threads": str(threads)} if platform == "CPU" else {}
+    simulation = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName(platform), properties)
     simulation.context.setPositions(positions)
     simulation.context.setVelocitiesToTemperature(temperature_K * unit.kelvin, seed)
     return simulation, ml_atoms

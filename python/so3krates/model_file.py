@@ -17,11 +17,14 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from .model import SO3krates, SO3kratesConfig, SO3kratesPotential
+from .so3lr import resolve_model_path
 
 FORMAT_NAME = "openmm-so3krates-model"
 # 2: forward(atomic_numbers, positions, cell, total_charge) and the compiled neighbour-list op
 # 3: the compiled pair-attention ops (older installations lack them); format 2 files still run
-FORMAT_VERSION = 3
+# 4: forward(..., total_charge, num_unpaired_electrons), set_lr_cutoff, SO3LR's options; files of
+#    formats 2 and 3 run through LegacyCall
+FORMAT_VERSION = 4
 OLDEST_READABLE_FORMAT = 2
 METADATA_FILE = "so3krates.json"
 UNITS = {"length": "angstrom", "energy": "eV", "forces": "eV/angstrom"}
@@ -44,6 +47,8 @@ class ModelInfo:
     training_data: Optional[Dict[str, Any]]
     created: str
     weights_sha256: str
+    default_charge: Optional[float] = None
+    default_precision: Optional[str] = None
 
     @property
     def elements(self):
@@ -53,24 +58,12 @@ class ModelInfo:
     def cutoff_angstrom(self) -> float:
         return self.config.cutoff
 
-    def total_charge(self, charge: Optional[float]) -> float:
-        """The total charge (e) to give the model for a system the user says has `charge`. A model
-        trained with charges needs it; a model without a charge embedding cannot take a non-zero one."""
-        if self.config.use_charge_embed:
-            if charge is None:
-                raise ValueError("this model was trained on molecules with total charges: give the system's total "
-                                 "charge (charge= in createSystem/createMixedSystem or the ASE calculator, --charge "
-                                 "in `so3krates md`; 0 for a neutral molecule)")
-            return float(charge)
-        if charge:
-            raise ValueError(f"this model has no charge embedding (trained on neutral molecules); it cannot "
-                             f"describe a total charge of {charge}")
-        return 0.0
-
     def torch_dtype(self, precision: Optional[str]) -> torch.dtype:
-        """The dtype to run the model in: "single", "double", or None for the file's own precision."""
+        """The dtype to run the model in: "single", "double", or None for the file's default (the
+        precision it was stored in, unless it names another: SO3LR is stored exactly in float64 and
+        runs in single precision by default, as the reference)."""
         if precision is None:
-            return getattr(torch, self.dtype)
+            return PRECISIONS[self.default_precision] if self.default_precision else getattr(torch, self.dtype)
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r} is not one of {sorted(PRECISIONS)} (or None for the "
                              f"model file's {self.dtype})")
@@ -82,7 +75,8 @@ class ModelInfo:
                 "units": UNITS, "elements": self.config.elements, "cutoff_angstrom": self.config.cutoff,
                 "hyperparameters": self.config.to_dict(),
                 "atomic_energies_eV": {str(z): e for z, e in self.atomic_energies_eV.items()},
-                "training_data": self.training_data, "weights_sha256": self.weights_sha256}
+                "training_data": self.training_data, "weights_sha256": self.weights_sha256,
+                "default_charge": self.default_charge, "default_precision": self.default_precision}
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -96,8 +90,14 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 def save_model(potential: SO3kratesPotential, path: Union[str, Path],
-               training_data: Optional[Dict[str, Any]] = None) -> ModelInfo:
-    """Script `potential` and write it with its metadata to `path` atomically (temp file + rename)."""
+               training_data: Optional[Dict[str, Any]] = None, default_charge: Optional[float] = None,
+               default_precision: Optional[str] = None) -> ModelInfo:
+    """Script `potential` and write it with its metadata to `path` atomically (temp file + rename).
+    `default_charge`: the total charge (e) assumed when a user gives none (None: the user must give
+    one if the model takes charges). `default_precision`: "single" or "double" to run in when the
+    user names none (None: the stored precision)."""
+    if default_precision is not None and default_precision not in PRECISIONS:
+        raise ValueError(f"default_precision={default_precision!r} is not one of {sorted(PRECISIONS)}")
     from . import __version__
 
     path = Path(path)
@@ -108,7 +108,8 @@ def save_model(potential: SO3kratesPotential, path: Union[str, Path],
                      dtype=str(dtype).replace("torch.", ""),
                      atomic_energies_eV=potential.model.atomic_energies_eV(), training_data=training_data,
                      created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     weights_sha256=weights_digest(scripted))
+                     weights_sha256=weights_digest(scripted), default_charge=default_charge,
+                     default_precision=default_precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -138,11 +139,12 @@ def _parse_metadata(path: Path, text: str) -> ModelInfo:
             f"{path} is in model format {version} (openmm-so3krates {meta.get('package_version')}), which this "
             f"installation no longer runs: write it again with `so3krates export CHECKPOINT` from its training run")
     try:
-        return ModelInfo(config=SO3kratesConfig.from_dict(meta["hyperparameters"]),
+        return ModelInfo(config=SO3kratesConfig.from_stored(meta["hyperparameters"]),
                          package_version=meta["package_version"], format_version=version, dtype=meta["dtype"],
                          atomic_energies_eV={int(z): float(e) for z, e in meta["atomic_energies_eV"].items()},
                          training_data=meta.get("training_data"), created=meta["created"],
-                         weights_sha256=meta["weights_sha256"])
+                         weights_sha256=meta["weights_sha256"], default_charge=meta.get("default_charge"),
+                         default_precision=meta.get("default_precision"))
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: model metadata is incomplete or invalid ({err})") from None
 
@@ -152,8 +154,8 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
     """Load a model file for inference -> (TorchScript SO3kratesPotential, metadata). Its parameters
     are frozen (no gradients wanted; keeping them would hold more of the forward pass in memory).
     Raises ModelFileError with the reason when the file is missing, not a model of ours, corrupted
-    or too new."""
-    path = Path(path)
+    or too new. `path` may also be the name "so3lr": the SO3LR model shipped with this package."""
+    path = resolve_model_path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     extra = {METADATA_FILE: ""}
@@ -172,7 +174,21 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
                              f"written; the file is corrupted")
     for parameter in module.parameters():
         parameter.requires_grad_(False)
+    if info.format_version < 4:
+        module = torch.jit.script(LegacyCall(module))
     return module, info
+
+
+class LegacyCall(torch.nn.Module):
+    """A model file of format 2 or 3 behind the format-4 call (its models have no spin input)."""
+
+    def __init__(self, potential: torch.jit.ScriptModule):
+        super().__init__()
+        self.potential = potential
+
+    def forward(self, atomic_numbers: torch.Tensor, positions: torch.Tensor, cell: Optional[torch.Tensor] = None,
+                total_charge: float = 0.0, num_unpaired_electrons: float = 0.0) -> torch.Tensor:
+        return self.potential(atomic_numbers, positions, cell, total_charge)
 
 
 def create_potential(config: SO3kratesConfig, dtype: torch.dtype = torch.float32, seed: Optional[int] = None,
@@ -182,7 +198,7 @@ def create_potential(config: SO3kratesConfig, dtype: torch.dtype = torch.float32
     keeps short MD runs of it finite (speed does not depend on it)."""
     if seed is not None:
         torch.manual_seed(seed)
-    potential = SO3kratesPotential(SO3krates(config)).to(dtype)
+    potential = SO3kratesPotential(SO3krates(config, dtype))
     if energy_scale_eV is not None:
         with torch.no_grad():
             potential.model.energy_scale.fill_(energy_scale_eV)

@@ -65,6 +65,7 @@ class TrainConfig:
     tf32: bool = False  # CUDA: TF32 matmuls (A100)
     bf16: bool = False  # autocast the network to bfloat16 (A100); forces, loss and optimizer stay in float32
     eval_every: int = 1  # epochs
+    threads: Optional[int] = None  # CPU threads per process; None: OMP_NUM_THREADS, else the affinity mask
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

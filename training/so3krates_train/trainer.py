@@ -36,7 +36,7 @@ def file_sha256(path: str) -> str:
 
 def clone(model: SO3krates) -> SO3krates:
     """An independent copy (deepcopy fails on e3nn's scripted functions)."""
-    copy = SO3krates(model.config).to(next(model.parameters()).dtype)
+    copy = SO3krates(model.config, next(model.parameters()).dtype)
     copy.load_state_dict(model.state_dict())
     return copy.to(next(model.parameters()).device)
 
@@ -85,11 +85,14 @@ class Trainer:
         # charged molecules in the data: the model needs to know each molecule's total charge
         model_values.setdefault("use_charge_embed", bool(np.any(self.frames.charge != 0)))
         model_config = SO3kratesConfig.from_dict(model_values)
+        if model_config.long_range:
+            raise ValueError("model: electrostatic_energy / dispersion_energy (SO3LR's long-range terms) cannot be "
+                             "trained yet; train without them, or run the pretrained SO3LR (MLPotential('so3lr'))")
         missing = sorted(set(self.frames.elements) - set(model_config.elements))
         if missing:
             raise DataError(f"{cfg.data.path}: the data hold elements {missing} that model.elements "
                             f"{model_config.elements} lacks")
-        self.model = SO3krates(model_config).to(self.dtype)
+        self.model = SO3krates(model_config, self.dtype)
         if self.state is None:
             if cfg.atomic_energies == "fit":
                 energies = fit_atomic_energies(self.train_frames, model_config.elements, cfg.fit_intercept)

@@ -2,8 +2,10 @@
 openmm-ml, torch, numpy; mace-torch for MACE), so it also runs in a peer's virtual environment:
 
     python worker.py --potential so3krates --model model.pt --system alanine --steps 20
+    python worker.py --potential so3lr --system water --steps 3
     python worker.py --potential mace --size small --system water --steps 5
     python worker.py --potential torchmdnet --system alanine --steps 5
+    python worker.py --potential so3krates-torch --system alanine --steps 5   (SO3LR, its ASE calculator)
 """
 import argparse
 import json
@@ -77,9 +79,46 @@ def tensornet_checkpoint() -> str:
     return path
 
 
+def time_so3krates_torch(topology, positions, steps: int) -> dict:
+    """so3krates-torch's pretrained SO3LR through its own ASE calculator (float32, the long-range
+    settings of the reference: 12 Å, dispersion switched off over its last 2 Å): ms per energy and
+    forces evaluation, its neighbour lists included. Vacuum or periodic, all atoms ML."""
+    import ase
+    import so3krates_torch
+    import torch
+    from so3krates_torch.calculator.so3 import TorchkratesCalculator
+
+    path = os.path.join(os.path.dirname(so3krates_torch.__file__), "pretrained", "so3lr", "so3lr.model")
+    calculator = TorchkratesCalculator(model_paths=path, r_max_lr=12.0, dispersion_energy_cutoff_lr_damping=2.0,
+                                       default_dtype="float32")
+    box = topology.getPeriodicBoxVectors()
+    atoms = ase.Atoms(numbers=[a.element.atomic_number for a in topology.atoms()],
+                      positions=np.array(positions.value_in_unit(unit.angstrom)),
+                      cell=None if box is None else np.array(box.value_in_unit(unit.angstrom)), pbc=box is not None)
+    atoms.calc = calculator
+    rng = np.random.default_rng(0)
+
+    def evaluate():
+        atoms.positions = atoms.positions + rng.normal(scale=1e-3, size=atoms.positions.shape)
+        atoms.get_forces()
+
+    start = time.perf_counter()
+    evaluate()
+    first = time.perf_counter() - start
+    evaluate()
+    start = time.perf_counter()
+    for _ in range(steps):
+        evaluate()
+    seconds = time.perf_counter() - start
+    return {"atoms": len(atoms), "ml_atoms": len(atoms), "ms_per_step": 1000 * seconds / steps, "first_step_s": first,
+            "peak_memory_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": torch.__version__,
+            "force": "ASE calculator (energy + forces)"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--potential", choices=["so3krates", "mace", "torchmdnet"], required=True)
+    parser.add_argument("--potential", choices=["so3krates", "so3lr", "mace", "torchmdnet", "so3krates-torch"],
+                        required=True)
     parser.add_argument("--model", help="so3krates model file")
     parser.add_argument("--size", default="small", help="mace: small | medium")
     parser.add_argument("--system", choices=["alanine", "alanine-water", "water"], required=True)
@@ -92,22 +131,36 @@ def main() -> None:
     from openmmml import MLPotential
 
     topology, positions, ml_atoms, mm_system = build_system(args.system, args.pdb, args.water_nm)
+    if args.potential == "so3krates-torch":
+        if ml_atoms is not None:
+            raise SystemExit("so3krates-torch has no OpenMM interface: mixed ML/MM systems cannot run")
+        print(json.dumps(time_so3krates_torch(topology, positions, args.steps)))
+        return
     n_ml = len(ml_atoms) if ml_atoms else topology.getNumAtoms()
     options = {}
-    if args.potential == "so3krates":
+    if args.potential in ("so3krates", "so3lr"):
         from so3krates.openmm.potential import STATIC_PAIRS_MAX_ATOMS
 
-        potential = MLPotential("so3krates", modelPath=args.model)
+        potential = MLPotential("so3lr") if args.potential == "so3lr" else MLPotential("so3krates", modelPath=args.model)
         # CUDA graphs where our model supports them; the peers' PythonForce cannot be captured
         options["cudaGraphs"] = args.platform == "CUDA" and n_ml <= STATIC_PAIRS_MAX_ATOMS
     elif args.potential == "mace":
         potential = MLPotential("mace", modelPath=mace_model_file(args.size))
     else:
         potential = MLPotential("torchmdnet", modelPath=tensornet_checkpoint())
-    if ml_atoms is None:
-        system = potential.createSystem(topology, **options)
-    else:
-        system = potential.createMixedSystem(topology, mm_system, ml_atoms, **options)
+
+    def create(**extra):
+        if ml_atoms is None:
+            return potential.createSystem(topology, **options, **extra)
+        return potential.createMixedSystem(topology, mm_system, ml_atoms, **options, **extra)
+
+    try:
+        system = create()
+    except ValueError:
+        if not options.get("cudaGraphs"):
+            raise
+        options["cudaGraphs"] = False  # a box too narrow for minimum image (SO3LR: 2 x 1.2 nm)
+        system = create()
     # plugin forces come back from SWIG as plain Force; PythonForce is OpenMM's own class
     kind = "PythonForce" if any(isinstance(f, openmm.PythonForce) for f in system.getForces()) else "TorchForce"
     if options.get("cudaGraphs"):

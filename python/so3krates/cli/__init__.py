@@ -4,9 +4,10 @@ import sys
 from importlib.metadata import entry_points
 from typing import List, Optional
 
-from . import bench, info, init, md
+from . import bench, doctor, import_so3lr, info, init, md
 
-COMMANDS = {"init": init, "info": info, "md": md, "bench": bench}
+COMMANDS = {"init": init, "info": info, "md": md, "bench": bench, "import-so3lr": import_so3lr,
+            "doctor": doctor}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,16 @@
 """Hyperparameters of an SO3krates model (defaults: mlff v1.0 config.yaml, the paper's code)."""
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .layers import ACTIVATIONS, MESSAGE_NORMALIZATIONS
+from .physics import FREE_ATOM_POLARIZABILITY
 from .radial import CUTOFF_FUNCTIONS, RADIAL_BASES
 
 EV_INITS = ("zero", "neighbour_mean")
 MAX_ATOMIC_NUMBER = 118
+# fields added after configurations were first stored, with the value that reproduces those
+# stored before them (model files, checkpoints); fresh configurations get the dataclass default
+STORED_BEFORE = {"exchange_ev_update": False}
 
 
 @dataclass
@@ -18,7 +22,17 @@ class SO3kratesConfig:
     so that the energy stays smooth when a neighbour crosses the cutoff).
     message_normalization: "sqrt_num_features" (v1.0), "avg_num_neighbors" (SO3LR) or "identity".
     use_charge_embed: add features from the molecule's total charge (charged SPICE molecules); such a
-    model must be given the charge at run time.
+    model must be given the charge at run time. use_spin_embed: the same for the number of unpaired
+    electrons (multiplicity - 1), as SO3LR. average_embeddings: divide the sum of the element, charge
+    and spin embeddings by the square root of their number (mlff, SO3LR).
+    exchange_ev_update: the exchange block also rescales each degree of the Euclidean variables (mlff,
+    SO3LR); models stored before this option existed lacked it (False).
+
+    SO3LR's physical terms: zbl_repulsion (nuclear repulsion below 1.5 Å), electrostatic_energy
+    (partial-charge head; erf-damped Coulomb of width electrostatic_damping Å), dispersion_energy
+    (Hirshfeld-ratio head; vdW-QDO with damping scale dispersion_damping_scale). The last two run on
+    a second, long-range neighbour list with cutoff lr_cutoff Å (None: all pairs, vacuum only);
+    dispersion is switched off over the last dispersion_switch_width Å before it.
     """
 
     elements: List[int]
@@ -46,6 +60,23 @@ class SO3kratesConfig:
     learn_atomic_type_scales: bool = False
     learn_atomic_type_shifts: bool = False
     use_charge_embed: bool = False
+    use_spin_embed: bool = False
+    average_embeddings: bool = False
+    layer_norm_eps: float = 1e-5
+    exchange_ev_update: bool = True
+    zbl_repulsion: bool = False
+    electrostatic_energy: bool = False
+    dispersion_energy: bool = False
+    electrostatic_damping: float = 4.0  # Å
+    dispersion_damping_scale: float = 1.2
+    lr_cutoff: Optional[float] = 12.0  # Å
+    dispersion_switch_width: float = 2.0  # Å
+    hirshfeld_dim: int = 64
+
+    @property
+    def long_range(self) -> bool:
+        """Whether the model has terms on the long-range neighbour list."""
+        return self.electrostatic_energy or self.dispersion_energy
 
     def __post_init__(self) -> None:
         self.elements = sorted(int(z) for z in self.elements)
@@ -65,6 +96,14 @@ class SO3kratesConfig:
                             f"and by the number of degrees ({len(self.degrees)})")
         if self.cutoff <= 0:
             problems.append(f"cutoff={self.cutoff} Å must be positive")
+        if self.lr_cutoff is not None and self.lr_cutoff <= self.dispersion_switch_width:
+            problems.append(f"lr_cutoff={self.lr_cutoff} Å must exceed dispersion_switch_width="
+                            f"{self.dispersion_switch_width} Å (or be None)")
+        if self.dispersion_energy:
+            lacking = [z for z in self.elements if z not in FREE_ATOM_POLARIZABILITY]
+            if lacking:
+                problems.append(f"dispersion_energy needs free-atom data, which exist for {sorted(FREE_ATOM_POLARIZABILITY)} "
+                                f"but not for elements {lacking}")
         if self.avg_num_neighbors <= 0:
             problems.append(f"avg_num_neighbors={self.avg_num_neighbors} must be positive")
         for name, value, allowed in (("radial_basis", self.radial_basis, RADIAL_BASES),
@@ -89,3 +128,9 @@ class SO3kratesConfig:
         if unknown:
             raise ValueError(f"unknown SO3krates hyperparameters {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+    @classmethod
+    def from_stored(cls, values: Dict[str, Any]) -> "SO3kratesConfig":
+        """Build from hyperparameters stored in a model file or checkpoint: options added since take
+        the value that reproduces what was stored (STORED_BEFORE)."""
+        return cls.from_dict({**STORED_BEFORE, **values})

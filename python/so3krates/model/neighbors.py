@@ -1,21 +1,27 @@
-"""Neighbour list inside the TorchScript model: all directed pairs (i, j), i != j, with |r_ij| < cutoff.
+"""Neighbour lists inside the TorchScript model: pairs (i, j, image) with |r_ij| < cutoff.
 
 Vacuum systems and periodic boxes as OpenMM passes them (rows are box vectors a, b, c in OpenMM's
-reduced triclinic form: a along x, b in the xy plane, |b_x| <= a_x/2, |c_x| <= a_x/2, |c_y| <= b_y/2).
-Positions may be wrapped or not. With `static_pairs` every ordered pair is returned, also those beyond
-the cutoff (the model's cutoff function gives them zero weight): shapes then depend on the atom count
-only and nothing waits for the device, as CUDA graphs need. Otherwise, on the CPU the compiled op
-`so3krates::neighbor_pairs`
-(plugin/extensions, 2-7x faster than the PyTorch version here, see benchmarks/neighbor_list.py)
-does the search; on other devices, or with compiled=False, the PyTorch version below: all pairs for
-small systems, a cell list with cost linear in the number of atoms for larger ones. Pair selection
-runs on detached positions; the returned shift vectors are constants, so
-r_ij = pos[j] - pos[i] + shift carries the gradient.
+reduced triclinic form: a along x, b in the xy plane), positions wrapped or not, boxes of any size:
+where the cutoff exceeds half a box width an atom meets several images of another atom, and of
+itself, each a pair of its own (as a lattice sum needs). `half=False` gives both (i, j) and (j, i)
+(message passing); `half=True` each pair once (the long-range energy terms).
+
+With `static_pairs` every ordered pair (or every pair once) is returned, minimum image, also those
+beyond the cutoff (the energy terms give them zero weight): shapes then depend on the atom count only
+and nothing waits for the device, as CUDA graphs need; the caller checks once that the box is wide
+enough for minimum image. Otherwise, on the CPU the compiled op `so3krates::neighbor_pairs`
+(plugin/extensions, 2-7x faster than the PyTorch version, benchmarks/neighbor_list.py) does the
+search; on other devices, or with compiled=False, the PyTorch version below, with the same cell-list
+algorithm (linear cost) and all pairs for small molecules. Pair selection runs on detached positions;
+shifts are whole lattice vectors (constants), so r_ij = pos[j] - pos[i] + shift carries the gradient.
 """
+import math
 from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
+
+CELL_DIVISIONS = 2  # cells at least cutoff / 2 wide (as the compiled op)
 
 
 def perpendicular_widths(cell: torch.Tensor) -> torch.Tensor:
@@ -27,14 +33,14 @@ def perpendicular_widths(cell: torch.Tensor) -> torch.Tensor:
     return volume / areas
 
 
-def check_box_width(cell: torch.Tensor, cutoff: float) -> None:
-    """Raise ValueError if a box width is below twice the cutoff (minimum image would miss pairs)."""
+def check_box_width(cell: torch.Tensor, cutoff: float, what: str = "the model's cutoff") -> None:
+    """Raise ValueError if a box width is below twice `cutoff` (minimum image would miss images)."""
     widths = perpendicular_widths(cell)
     if bool((widths < 2.0 * cutoff).any()):
         width_list: List[float] = widths.tolist()
-        raise ValueError("periodic box too small for the model: every box width must be at least "
-                         "twice the cutoff (" + str(2.0 * cutoff) + " Angstrom), but the widths are "
-                         + str(width_list) + " Angstrom; use a larger box")
+        raise ValueError("periodic box too small for a fixed-size (minimum-image) pair list: every box width must "
+                         "be at least twice " + what + " (" + str(2.0 * cutoff) + " Angstrom), but the widths are "
+                         + str(width_list) + " Angstrom; use a larger box or cudaGraphs=False")
 
 
 def minimum_image_shift(delta: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -50,106 +56,133 @@ def minimum_image_shift(delta: torch.Tensor, cell: torch.Tensor) -> torch.Tensor
 class NeighborList(nn.Module):
     """positions (N, 3), optional cell (3, 3) -> idx_i (P,), idx_j (P,), shifts (P, 3).
 
-    `brute_force_max_atoms`: at or below this atom count all N² pairs are tested, which is
-    faster than building cells for small molecules. `static_pairs`: return all N(N-1) pairs
-    unfiltered (for CUDA graphs; the caller checks the box size once, as this path cannot).
+    `cutoff` may be infinite (vacuum only: all pairs, for plain Coulomb). `brute_force_max_atoms`:
+    vacuum systems up to this size test all N² pairs, faster than building cells.
     """
 
     def __init__(self, cutoff: float, brute_force_max_atoms: int = 96, compiled: bool = True,
-                 static_pairs: bool = False):
+                 static_pairs: bool = False, half: bool = False):
         super().__init__()
         self.cutoff = cutoff
         self.brute_force_max_atoms = brute_force_max_atoms
         self.compiled = compiled
         self.static_pairs = static_pairs
+        self.half = half
+        self.cell_divisions = CELL_DIVISIONS
 
     def forward(self, positions: torch.Tensor, cell: Optional[torch.Tensor] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pos = positions.detach()
+        box: Optional[torch.Tensor] = None
+        if cell is not None:
+            box = cell.detach().to(pos.dtype)
+            if not math.isfinite(self.cutoff):
+                raise ValueError("a periodic system needs a finite long-range cutoff (no cutoff means plain "
+                                 "Coulomb over all pairs, which is defined in vacuum only)")
         if self.static_pairs:
-            return self._all_pairs_unfiltered(pos, cell)
+            return self._all_pairs_unfiltered(pos, box)
         if self.compiled and pos.device.type == "cpu":
-            box = None if cell is None else cell.detach().to(pos.dtype)
-            return torch.ops.so3krates.neighbor_pairs(pos, box, self.cutoff)
-        if cell is not None:
-            cell = cell.detach().to(pos.dtype)
-            check_box_width(cell, self.cutoff)
-        if pos.shape[0] <= self.brute_force_max_atoms:
+            return torch.ops.so3krates.neighbor_pairs(pos, box, self.cutoff, self.half)
+        if box is None and (pos.shape[0] <= self.brute_force_max_atoms or not math.isfinite(self.cutoff)):
             idx_i, idx_j = self._all_pairs(pos.shape[0], pos.device)
+            shift = torch.zeros(idx_i.shape[0], 3, dtype=pos.dtype, device=pos.device)
         else:
-            idx_i, idx_j = self._cell_list_candidates(pos, cell)
-        delta = pos[idx_j] - pos[idx_i]
-        if cell is not None:
-            shift = minimum_image_shift(delta, cell)
-        else:
-            shift = torch.zeros_like(delta)
-        keep = torch.linalg.norm(delta + shift, dim=1) < self.cutoff
+            idx_i, idx_j, shift = self._cell_list_candidates(pos, box)
+        distance = torch.linalg.norm(pos.index_select(0, idx_j) - pos.index_select(0, idx_i) + shift, dim=1)
+        keep = distance < self.cutoff
         return idx_i[keep], idx_j[keep], shift[keep]
 
-    @staticmethod
-    def _all_pairs_unfiltered(pos: torch.Tensor, cell: Optional[torch.Tensor]
+    def _all_pairs_unfiltered(self, pos: torch.Tensor, cell: Optional[torch.Tensor]
                               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """All ordered pairs i != j by index arithmetic (no boolean masks, whose sizes depend on data)."""
+        """All pairs i != j (ordered, or each pair once if half) by index arithmetic, minimum image
+        (no boolean masks, whose sizes depend on data)."""
         n_atoms = pos.shape[0]
         others = max(n_atoms - 1, 1)
         k = torch.arange(n_atoms * (n_atoms - 1), device=pos.device)
         idx_i = torch.div(k, others, rounding_mode="floor")
         rest = k - idx_i * others
         idx_j = rest + (rest >= idx_i).to(torch.long)
+        if self.half:
+            # each pair once: (i, i + s mod n) for s = 1 .. (n-1)//2, and for even n also (i, i + n/2)
+            # for i < n/2 (sizes depend on n only)
+            steps = (n_atoms - 1) // 2
+            k = torch.arange(n_atoms * steps, device=pos.device)
+            first = torch.remainder(k, n_atoms)
+            second = torch.remainder(first + torch.div(k, n_atoms, rounding_mode="floor") + 1, n_atoms)
+            across = torch.arange((n_atoms // 2) * (1 - n_atoms % 2), device=pos.device)
+            idx_i = torch.cat([first, across])
+            idx_j = torch.cat([second, across + n_atoms // 2])
         delta = pos.index_select(0, idx_j) - pos.index_select(0, idx_i)
         if cell is None:
             return idx_i, idx_j, torch.zeros_like(delta)
-        return idx_i, idx_j, minimum_image_shift(delta, cell.detach().to(pos.dtype))
+        return idx_i, idx_j, minimum_image_shift(delta, cell)
 
-    @staticmethod
-    def _all_pairs(n_atoms: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _all_pairs(self, n_atoms: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
         idx = torch.arange(n_atoms, device=device)
         idx_i = idx.repeat_interleave(n_atoms)
         idx_j = idx.repeat(n_atoms)
-        distinct = idx_i != idx_j
-        return idx_i[distinct], idx_j[distinct]
+        wanted = idx_i < idx_j if self.half else idx_i != idx_j
+        return idx_i[wanted], idx_j[wanted]
 
     def _cell_list_candidates(self, pos: torch.Tensor, cell: Optional[torch.Tensor]
-                              ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Pairs of atoms in the same or adjacent cells (each cell at least `cutoff` wide)."""
+                              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(i, j, lattice shift) of atoms in nearby cells, images included (the compiled op's algorithm)."""
         device = pos.device
         n_atoms = pos.shape[0]
         if cell is not None:
             fractional = pos @ torch.linalg.inv(cell)
-            fractional = fractional - torch.floor(fractional)
-            n_cells = torch.floor(perpendicular_widths(cell) / self.cutoff).to(torch.long)
-            coords = torch.minimum((fractional * n_cells).to(torch.long), n_cells - 1)
+            whole = torch.floor(fractional)
+            fractional = fractional - whole
+            extent = perpendicular_widths(cell)
         else:
-            scaled = (pos - pos.min(dim=0).values) / self.cutoff
-            coords = scaled.to(torch.long)
-            n_cells = coords.max(dim=0).values + 1
+            low = pos.min(dim=0).values
+            extent = torch.clamp(pos.max(dim=0).values - low, min=self.cutoff) * (1 + 1e-6)
+            fractional = (pos - low) / extent
+            whole = torch.zeros_like(pos)
+        width = self.cutoff / self.cell_divisions
+        n_cells = torch.clamp(torch.floor(extent / width), min=1).to(torch.long)
+        while int(n_cells.prod()) > max(64, 4 * n_atoms):  # a dilute gas must not allocate millions of cells
+            width *= 1.5
+            n_cells = torch.clamp(torch.floor(extent / width), min=1).to(torch.long)
+        reach: List[int] = torch.ceil(self.cutoff * n_cells.to(pos.dtype) / extent).to(torch.long).tolist()
         n_list: List[int] = n_cells.tolist()
-        offset_ranges = []
-        for n in n_list:
-            # with periodic wrapping, fewer than 3 cells along an axis must not be visited twice
-            if cell is not None and n < 3:
-                offset_ranges.append(torch.arange(n, device=device))
-            else:
-                offset_ranges.append(torch.arange(-1, 2, device=device))
-        offsets = torch.cartesian_prod(offset_ranges[0], offset_ranges[1], offset_ranges[2])  # (K, 3)
-        neighbor_coords = coords[:, None, :] + offsets[None, :, :]  # (N, K, 3)
+        coords = torch.clamp((fractional * n_cells).to(torch.long), min=0)
+        coords = torch.minimum(coords, n_cells - 1)
+        offsets = torch.cartesian_prod(torch.arange(-reach[0], reach[0] + 1, device=device),
+                                       torch.arange(-reach[1], reach[1] + 1, device=device),
+                                       torch.arange(-reach[2], reach[2] + 1, device=device))  # (K, 3)
+        visited = coords[:, None, :] + offsets[None, :, :]  # (N, K, 3), unwrapped cell coordinates
         if cell is not None:
-            valid_cell = torch.ones(neighbor_coords.shape[:2], dtype=torch.bool, device=device)
-            neighbor_coords = torch.remainder(neighbor_coords, n_cells)
+            valid_cell = torch.ones(visited.shape[:2], dtype=torch.bool, device=device)
+            wrapped = torch.remainder(visited, n_cells)
+            wraps = torch.div(visited - wrapped, n_cells, rounding_mode="floor")  # boxes away, (N, K, 3)
         else:
-            valid_cell = ((neighbor_coords >= 0) & (neighbor_coords < n_cells)).all(dim=2)
-            neighbor_coords = torch.clamp(neighbor_coords, min=torch.zeros_like(n_cells), max=n_cells - 1)
+            valid_cell = ((visited >= 0) & (visited < n_cells)).all(dim=2)
+            wrapped = torch.minimum(torch.clamp(visited, min=0), n_cells - 1)
+            wraps = torch.zeros_like(visited)
         strides = torch.tensor([n_list[1] * n_list[2], n_list[2], 1], device=device)
         atom_cell = (coords * strides).sum(dim=1)
-        neighbor_cell = (neighbor_coords * strides).sum(dim=2)  # (N, K)
+        visited_id = (wrapped * strides).sum(dim=2)  # (N, K)
 
         order = torch.argsort(atom_cell)
         counts = torch.bincount(atom_cell, minlength=n_list[0] * n_list[1] * n_list[2])
         starts = torch.cumsum(counts, dim=0) - counts
         slot = torch.arange(int(counts.max()), device=device)
-        member = starts[neighbor_cell][:, :, None] + slot  # (N, K, M)
-        valid = valid_cell[:, :, None] & (slot < counts[neighbor_cell][:, :, None])
+        member = starts[visited_id][:, :, None] + slot  # (N, K, M)
+        valid = valid_cell[:, :, None] & (slot < counts[visited_id][:, :, None])
         idx_j = order[torch.clamp(member, max=n_atoms - 1)]
         idx_i = torch.arange(n_atoms, device=device)[:, None, None].expand_as(idx_j)
-        valid = valid & (idx_i != idx_j)
-        return idx_i[valid], idx_j[valid]
+        wraps = wraps[:, :, None, :].expand(-1, -1, idx_j.shape[2], -1)  # (N, K, M, 3)
+        own_image = (wraps == 0).all(dim=3)
+        valid = valid & ~((idx_i == idx_j) & own_image)
+        if self.half:
+            # (i, j, t) and (j, i, -t) are one pair: keep i < j, and for i == j the positive translation
+            nonzero = wraps != 0
+            first_nonzero = torch.argmax(nonzero.to(torch.long), dim=3, keepdim=True)
+            positive = torch.gather(wraps, 3, first_nonzero).squeeze(3) > 0
+            valid = valid & ((idx_i < idx_j) | ((idx_i == idx_j) & positive))
+        idx_i, idx_j, wraps = idx_i[valid], idx_j[valid], wraps[valid]
+        if cell is None:
+            return idx_i, idx_j, torch.zeros(idx_i.shape[0], 3, dtype=pos.dtype, device=device)
+        lattice = wraps.to(pos.dtype) + whole.index_select(0, idx_i) - whole.index_select(0, idx_j)
+        return idx_i, idx_j, lattice @ cell

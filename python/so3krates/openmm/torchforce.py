@@ -15,7 +15,8 @@ class OpenMMSO3krates(nn.Module):
     """positions (N_total, 3) nm, box (3, 3) nm -> energy kJ/mol [, forces (N_total, 3) kJ/mol/nm]."""
 
     def __init__(self, potential: torch.jit.ScriptModule, atomic_numbers: Sequence[int],
-                 atom_indices: Optional[Sequence[int]], periodic: bool, dtype: torch.dtype, total_charge: float):
+                 atom_indices: Optional[Sequence[int]], periodic: bool, dtype: torch.dtype, total_charge: float,
+                 num_unpaired_electrons: float):
         super().__init__()
         self.potential = potential
         self.register_buffer("atomic_numbers", torch.tensor(list(atomic_numbers), dtype=torch.long))
@@ -24,6 +25,7 @@ class OpenMMSO3krates(nn.Module):
                                                           dtype=torch.long))
         self.periodic = periodic
         self.total_charge = total_charge
+        self.num_unpaired_electrons = num_unpaired_electrons
         self.dtype = dtype
         self.angstrom_per_nm = ANGSTROM_PER_NM
         self.kj_per_mol_per_ev = KJ_PER_MOL_PER_EV
@@ -35,7 +37,7 @@ class OpenMMSO3krates(nn.Module):
         cell: Optional[torch.Tensor] = None
         if self.periodic and box_vectors is not None:
             cell = box_vectors.to(self.dtype) * self.angstrom_per_nm
-        energy = self.potential(self.atomic_numbers, pos, cell, self.total_charge)
+        energy = self.potential(self.atomic_numbers, pos, cell, self.total_charge, self.num_unpaired_electrons)
         return energy.to(torch.float64) * self.kj_per_mol_per_ev
 
 
@@ -60,10 +62,12 @@ class EnergyAndForces(OpenMMSO3krates):
 
 def make_torch_force(potential: torch.jit.ScriptModule, atomic_numbers: Sequence[int],
                      atom_indices: Optional[Sequence[int]], periodic: bool, dtype: torch.dtype,
-                     total_charge: float, return_forces: bool, cuda_graphs: bool) -> openmm.Force:
+                     total_charge: float, num_unpaired_electrons: float, return_forces: bool,
+                     cuda_graphs: bool) -> openmm.Force:
     """Wrap `potential` (an SO3kratesPotential in Å/eV, already cast to `dtype`) in a TorchForce."""
     cls = EnergyAndForces if return_forces else EnergyOnly
-    module = torch.jit.script(cls(potential, atomic_numbers, atom_indices, periodic, dtype, total_charge))
+    module = torch.jit.script(cls(potential, atomic_numbers, atom_indices, periodic, dtype, total_charge,
+                                  num_unpaired_electrons))
     force = openmmtorch.TorchForce(module)
     force.setUsesPeriodicBoundaryConditions(periodic)
     force.setOutputsForces(return_forces)

@@ -19,7 +19,7 @@ def run(args) -> int:
 
     state = load_checkpoint(Path(args.checkpoint))
     dtype = state["ema"]["embedding.weight"].dtype
-    model = SO3krates(SO3kratesConfig.from_dict(state["model_config"])).to(dtype)
+    model = SO3krates(SO3kratesConfig.from_stored(state["model_config"]), dtype)
     model.load_state_dict(state["ema"])
     data = state["config"]["data"]
     info = save_model(SO3kratesPotential(model), args.output,

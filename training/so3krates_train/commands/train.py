@@ -12,9 +12,14 @@ def add_parser(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value settings applied on top of the config")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/latest.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process (default: the config's `threads`, else OMP_NUM_THREADS, else the "
+                        "cores this process may use); on a node shared with other jobs, give your share")
 
 
 def run(args) -> int:
+    from so3krates.threads import use_threads
+
     from ..config import load_config
     from ..trainer import Trainer
 
@@ -23,7 +28,9 @@ def run(args) -> int:
     if config_path is not None and "=" in config_path:  # no YAML file, only overrides
         overrides.insert(0, config_path)
         config_path = None
-    trainer = Trainer(load_config(config_path, overrides), resume=args.resume, show_progress=not args.no_progress)
+    config = load_config(config_path, overrides)
+    use_threads(args.threads if args.threads is not None else config.threads)
+    trainer = Trainer(config, resume=args.resume, show_progress=not args.no_progress)
     path = trainer.train()
     if path is not None:
         metrics = trainer.validate(trainer.ema)
