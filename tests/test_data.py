@@ -130,6 +130,30 @@ def test_fit_recovers_known_atomic_energies():
     assert np.abs(residual_energies(frames, fitted)).max() < 5e-3
 
 
+def test_fit_of_a_single_molecule_gives_every_atom_the_same_energy():
+    """rMD17-like data (one composition) fix one sum, not three energies: the fit reproduces the totals
+    with equal per-atom values (not the minimum-norm split) and says why."""
+    from so3krates_train.data.frames import frames_from_arrays
+
+    rng = np.random.default_rng(1)
+    numbers = [np.array([6, 6, 8, 1, 1, 1, 1, 1, 1])] * 50
+    energy = -4210.0 + rng.normal(0, 0.1, 50)
+    frames = frames_from_arrays("ethanol", numbers, [np.zeros((9, 3))] * 50, [np.zeros((9, 3))] * 50, energy,
+                                ["ethanol"] * 50)
+    messages = []
+    fitted = fit_atomic_energies(frames, report=messages.append)
+    assert np.allclose(list(fitted.values()), energy.mean() / 9)
+    assert np.abs(residual_energies(frames, fitted).mean()) < 1e-9
+    assert "determine only 1 of 3" in messages[0] and "atomic_energies" in messages[0]
+    # full-rank data keep the ordinary least-squares values and say nothing
+    messages.clear()
+    mixed = frames_from_arrays("two", [np.array([1, 1]), np.array([8, 1, 1]), np.array([8, 8])],
+                               [np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((2, 3))],
+                               [np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((2, 3))],
+                               np.array([-1.0, -10.0, -18.0]), ["a", "b", "c"])
+    assert fit_atomic_energies(mixed, report=messages.append) == pytest.approx({1: -0.5, 8: -9.0}) and not messages
+
+
 def test_split_by_molecule_never_shares_molecules():
     frames = read_frames(SHARED / "qm7x_250_small_mlff.npz", energy_unit="eV") if SHARED.is_dir() else None
     if frames is None:

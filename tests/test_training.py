@@ -170,3 +170,20 @@ def test_eval_names_the_frame_and_atom_of_an_unsupported_element(model_file64):
     potential, info = load_model(model_file64)
     with pytest.raises(UnsupportedElementError, match=r"frame 2 atom 4 is Cl.*supported elements: H, C, N, O"):
         evaluate_model(potential, info.elements, frames)
+
+
+def test_config_values_are_checked_by_name_and_type():
+    """`optim: {lr: fast}` is an error naming the key, the value and the type, not a traceback later."""
+    with pytest.raises(ValueError, match=r"config.optim.lr: 'fast' is not a valid value; expected float"):
+        load_config(None, ["optim.lr=fast"])
+    with pytest.raises(ValueError, match=r"config.optim.epochs: 2.5 is not a valid value; expected int"):
+        load_config(None, ["optim.epochs=2.5"])
+    with pytest.raises(ValueError, match=r"config.bf16: 'yes please' is not a valid value; expected bool"):
+        load_config(None, ["bf16=yes please"])
+    with pytest.raises(ValueError, match=r"config.optim: expected a mapping"):
+        load_config(None, ["optim=3"])
+    with pytest.raises(ValueError, match=r"config.threads: 'two' is not a valid value; expected int or null"):
+        load_config(None, ["threads=two"])
+    config = load_config(None, ["optim.lr=1", "data.train=0.5", "optim.time_limit_s=null", "atomic_energies={1: -13.6}"])
+    assert config.optim.lr == 1.0 and isinstance(config.optim.lr, float) and config.data.train == 0.5
+    assert config.atomic_energies == {1: -13.6}

@@ -1,7 +1,7 @@
 """The training configuration: one typed object, read from YAML, with `key.sub=value` overrides."""
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union, get_args, get_origin, get_type_hints
 
 import re
 
@@ -71,16 +71,41 @@ class TrainConfig:
         return asdict(self)
 
 
+def _checked(value: Any, expected: Any, key: str) -> Any:
+    """`value` if it fits the declared type `expected` (ints pass as floats), else a ValueError naming the
+    key, the value and the type."""
+    options = get_args(expected) if get_origin(expected) is Union else (expected,)
+    for option in options:
+        base = get_origin(option) or option
+        if option is type(None) and value is None:
+            return value
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base in (str, dict, list) and isinstance(value, base):
+            return value
+    names = " or ".join("null" if o is type(None) else getattr(get_origin(o) or o, "__name__", str(o)) for o in options)
+    raise ValueError(f"{key}: {value!r} is not a valid value; expected {names}")
+
+
 def _build(cls, values: Dict[str, Any], where: str):
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+    types = get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
         default = known[name].default_factory() if callable(known[name].default_factory) else None
-        if is_dataclass(default) and isinstance(value, dict):
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{name}: expected a mapping of settings, got {value!r}")
             value = _build(type(default), value, f"{where}.{name}")
+        else:
+            value = _checked(value, types[name], f"{where}.{name}")
         kwargs[name] = value
     return cls(**kwargs)
 

@@ -3,7 +3,7 @@
 Without this step every molecule's energy is off by the sum of its atomic energies (the seed
 reproduction's 90 eV errors); with it the network learns only the small interaction energy.
 """
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -11,17 +11,32 @@ from .data import Frames
 
 
 def fit_atomic_energies(frames: Frames, elements: Optional[Sequence[int]] = None,
-                        intercept: bool = False) -> Dict[int, float]:
+                        intercept: bool = False, report: Callable[[str], None] = print) -> Dict[int, float]:
     """{Z: E_Z in eV} minimising Σ_frames (E - Σ_Z E_Z n_Z - c)². With `intercept`, the constant c is
     fitted too and spread evenly over the atoms of an average frame (so totals stay unbiased).
 
-    Where the compositions do not determine every E_Z (one molecule, as in rMD17), the minimum-norm
-    solution is taken: the split between elements is then arbitrary but the fitted totals are exact.
+    Where the compositions do not determine every E_Z (one molecule, as in rMD17: 2 C + 6 H + O fixes
+    one sum, not three energies), the minimum-norm solution would split the mean energy arbitrarily
+    (ethanol: H -616, C -205, O -103 eV). Among the exact fits, the one whose E_Z are closest to each
+    other is taken instead — for one molecule, the same energy for every atom — and `report` says so:
+    such values carry no chemistry to other molecules (give isolated-atom energies for that).
     """
     elements = list(frames.elements if elements is None else elements)
     counts = frames.composition(elements)
     design = np.hstack([counts, np.ones((len(frames), 1))]) if intercept else counts
-    solution, *_ = np.linalg.lstsq(design, frames.energy, rcond=None)
+    solution, _, rank, _ = np.linalg.lstsq(design, frames.energy, rcond=None)
+    if rank < design.shape[1]:
+        # exact fits are solution + null @ t; choose t to minimise the spread of the E_Z
+        null = np.linalg.svd(design)[2][rank:].T
+        centering = np.zeros((design.shape[1], design.shape[1]))
+        n = len(elements)
+        centering[:n, :n] = np.eye(n) - 1.0 / n
+        t = np.linalg.lstsq(centering @ null, -centering @ solution, rcond=None)[0]
+        solution = solution + null @ t
+        report(f"per-element energies: the training data's compositions determine only {rank} of "
+               f"{design.shape[1]} unknowns (e.g. a single molecule); taking the fit whose element energies are "
+               f"as equal as possible. They reproduce these molecules' energies but are not transferable: give "
+               f"`atomic_energies: {{Z: eV}}` (isolated-atom energies at the same level of theory) for that")
     energies = solution[:len(elements)]
     if intercept:
         energies = energies + solution[-1] / counts.sum(axis=1).mean()
