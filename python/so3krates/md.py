@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .openmm import MODEL_DEFAULT
 from .so3lr import NAME as SO3LR_NAME
+from .so3lr import PACKAGED_MODEL, resolve_model_path
 
 ALANINE_DIPEPTIDE_PDB = Path(__file__).parent / "data" / "alanine-dipeptide.pdb"
 WATER_RESIDUES = {"HOH", "WAT", "TIP3"}
@@ -52,7 +53,7 @@ def build_simulation(model_path: str, pdb_path: str, water_padding_nm: float = 0
         raise ValueError(f"water padding {water_padding_nm} nm is too small: use at least {MIN_WATER_PADDING_NM} nm "
                          f"so that the box is wider than twice the {MM_CUTOFF_NM} nm MM cutoff")
     pdb = app.PDBFile(str(pdb_path))
-    if str(model_path).lower() == SO3LR_NAME and not Path(model_path).exists():
+    if resolve_model_path(model_path) == PACKAGED_MODEL:
         potential = MLPotential(SO3LR_NAME)
     else:
         potential = MLPotential("so3krates", modelPath=str(model_path))
@@ -73,9 +74,7 @@ def build_simulation(model_path: str, pdb_path: str, water_padding_nm: float = 0
     integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, friction_per_ps / unit.picosecond,
                                                  timestep_fs * unit.femtosecond)
     integrator.setRandomNumberSeed(seed)
-    properties = {}
-    if threads is not None:
-        properties = {"Threads": str(threads)} if platform == "CPU" else {}
+    properties = {"Threads": str(threads)} if threads is not None and platform == "CPU" else {}
     simulation = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName(platform), properties)
     simulation.context.setPositions(positions)
     simulation.context.setVelocitiesToTemperature(temperature_K * unit.kelvin, seed)

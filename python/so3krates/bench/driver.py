@@ -41,8 +41,6 @@ def write_models(folder: Path) -> Dict[str, Path]:
 
 SO3LR = "SO3LR (ours, pretrained)"
 SO3LR_PEER = "SO3LR in so3krates-torch (ASE)"
-
-
 CASE_GROUPS = ("so3krates", "so3lr", "peers")
 
 

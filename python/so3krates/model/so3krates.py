@@ -196,8 +196,9 @@ class SO3kratesPotential(nn.Module):
     rows are box vectors), total charge (e) and number of unpaired electrons -> total energy (eV),
     with the neighbour lists inside.
 
-    For inference: on the CPU the attention runs the compiled pair ops (`compiled=False`: the
-    PyTorch version everywhere, e.g. to take second derivatives). `lr_cutoff` (Å; None: all pairs,
+    For inference: on the CPU the neighbour lists, the attention's pair operations and SO3LR's
+    physical terms run as compiled ops (`compiled=False`: the PyTorch version everywhere, e.g. to take
+    second derivatives). `lr_cutoff` (Å; None: all pairs,
     vacuum only) starts at the model's and can be changed with set_lr_cutoff, also in a loaded file."""
 
     lr_cutoff: Optional[float]
