@@ -187,3 +187,34 @@ def test_config_values_are_checked_by_name_and_type():
     config = load_config(None, ["optim.lr=1", "data.train=0.5", "optim.time_limit_s=null", "atomic_energies={1: -13.6}"])
     assert config.optim.lr == 1.0 and isinstance(config.optim.lr, float) and config.data.train == 0.5
     assert config.atomic_energies == {1: -13.6}
+
+
+def test_checkpoint_of_the_previous_version_exports_and_resumes(tmp_path):
+    """A checkpoint written by openmm-so3krates 0.1.0 (Bernstein basis; before the exchange block's ev
+    update, the half pair lists and the constants now derived from the configuration) exports to a model
+    that reproduces 0.1.0's own model file of that run, and resumes."""
+    import shutil
+
+    from so3krates.cli import main
+    from so3krates.model_file import load_model
+
+    stored = Path(__file__).parent / "data"
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(stored / "checkpoint_0.1.0.pt", run / "latest.pt")
+    assert main(["export", str(run / "latest.pt"), "-o", str(tmp_path / "model.pt")]) == 0
+    data = np.load(DATA)
+    z = torch.tensor(data["nuclear_charges"].astype(np.int64))
+    energies = []
+    for path in (tmp_path / "model.pt", stored / "checkpoint_0.1.0_model.pt"):
+        model = load_model(path)[0].to(torch.float64)
+        pos = torch.tensor(data["coords"][3], dtype=torch.float64, requires_grad=True)
+        energy = model(z, pos, None, 0.0, 0.0)
+        energies.append((energy.item(), torch.autograd.grad(energy, pos)[0]))
+    assert energies[0][0] == pytest.approx(energies[1][0], rel=1e-7)
+    torch.testing.assert_close(energies[0][1], energies[1][1], rtol=1e-5, atol=1e-6)
+    trainer = Trainer(load_config(None, [f"data.path={DATA}", f"output={run}", "optim.epochs=2"]), resume=True,
+                      show_progress=False)
+    assert trainer.epoch == 1 and not trainer.model.config.exchange_ev_update
+    trainer.train()
+    assert trainer.epoch == 2

@@ -168,8 +168,10 @@ def import_so3lr(params_path: Union[str, Path]) -> SO3kratesPotential:
     state["hirshfeld_ratios.0.query.weight"] = by_element(params.get(f"{hirshfeld}/Embed_1/embedding", (100, dim)))
 
     # buffers keep their constructed values; every parameter and every array must be used
-    for name, buffer in model.named_buffers():
-        state[name] = buffer
+    buffers = dict(model.named_buffers())
+    for name in state:
+        if name in buffers:
+            state[name] = buffers[name]
     unset = sorted(name for name, value in state.items() if value is None)
     unused = sorted(set(params.flat) - params.used)
     if unset or unused:

@@ -84,7 +84,9 @@ class Trainer:
         model_values.setdefault("elements", self.frames.elements)
         # charged molecules in the data: the model needs to know each molecule's total charge
         model_values.setdefault("use_charge_embed", bool(np.any(self.frames.charge != 0)))
-        model_config = SO3kratesConfig.from_dict(model_values)
+        # a resumed run continues the model it stored (options added since keep their stored meaning)
+        model_config = (SO3kratesConfig.from_dict(model_values) if self.state is None
+                        else SO3kratesConfig.from_stored(self.state["model_config"]))
         if model_config.long_range:
             raise ValueError("model: electrostatic_energy / dispersion_energy (SO3LR's long-range terms) cannot be "
                              "trained yet; train without them, or run the pretrained SO3LR (MLPotential('so3lr'))")
@@ -131,8 +133,8 @@ class Trainer:
         self.epoch, self.step, self.best = 0, 0, float("inf")
         self.train_seconds = 0.0
         if self.state is not None:
-            self.model.load_state_dict(self.state["model"])
-            self.ema.load_state_dict(self.state["ema"])
+            self.model.load_stored_state(self.state["model"])
+            self.ema.load_stored_state(self.state["ema"])
             self.optimizer.load_state_dict(self.state["optimizer"])
             self.scheduler.load_state_dict(self.state["scheduler"])
             if self.plateau is not None:

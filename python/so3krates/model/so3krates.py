@@ -20,6 +20,10 @@ from .radial import CutoffFunction, make_radial_basis
 from .spherical import SphericalHarmonics
 
 
+# buffers of checkpoints written before version 0.2 that are now derived from the configuration
+OBSOLETE_BUFFERS = ("degree_ops.repeat", "radial_basis.k_reverse", "radial_basis.log_binomial")
+
+
 class SO3krates(nn.Module):
     """Embedding -> `num_layers` Euclidean transformer blocks -> per-atom energy (+ physical terms).
 
@@ -114,6 +118,14 @@ class SO3krates(nn.Module):
         with torch.no_grad():
             for z, value in energies_eV.items():
                 self.energy_shift[self.species_of_z[int(z)]] = float(value)
+
+    @torch.jit.unused
+    def load_stored_state(self, state: dict) -> None:
+        """load_state_dict for a checkpoint of this or an earlier version: constants that earlier versions
+        stored but now derive from the configuration (OBSOLETE_BUFFERS) are ignored."""
+        current = self.state_dict()
+        self.load_state_dict({k: v for k, v in state.items()
+                              if k in current or not k.endswith(OBSOLETE_BUFFERS)})
 
     @torch.jit.unused
     def atomic_energies_eV(self) -> dict:

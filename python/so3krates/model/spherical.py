@@ -31,7 +31,8 @@ class DegreeOps(nn.Module):
         repeat = degree_repeat_matrix(degrees)
         norm = torch.tensor([(2 * l + 1) ** -0.5 for l in degrees])
         self.register_buffer("contract", (repeat * norm[:, None]).T.contiguous())  # (m_tot, D)
-        self.register_buffer("degree_of_component", repeat.argmax(dim=0))  # (m_tot,)
+        # derived from the degrees alone: not part of checkpoints
+        self.register_buffer("degree_of_component", repeat.argmax(dim=0), persistent=False)  # (m_tot,)
 
     def invariants(self, ev: torch.Tensor) -> torch.Tensor:
         """(..., m_tot) -> (..., D): Σ_m ev_lm² / √(2l+1), the l⊗l→0 Clebsch-Gordan contraction."""
@@ -59,8 +60,10 @@ class SphericalHarmonics(nn.Module):
         points = points / torch.linalg.norm(points, dim=1, keepdim=True)
         target = o3.SphericalHarmonics(list(degrees), normalize=True, normalization="integral")(points)
         solution = torch.linalg.lstsq(self.monomials(points), target, driver="gelsd").solution
-        self.register_buffer("coefficients", solution.to(torch.get_default_dtype()))  # (M, m_tot)
-        self.register_buffer("parity", torch.tensor([float((-1) ** l) for l in degrees for _ in range(2 * l + 1)]))
+        # derived from the degrees alone: not part of checkpoints
+        self.register_buffer("coefficients", solution.to(torch.get_default_dtype()), persistent=False)  # (M, m_tot)
+        self.register_buffer("parity", torch.tensor([float((-1) ** l) for l in degrees for _ in range(2 * l + 1)]),
+                             persistent=False)
 
     def monomials(self, unit: torch.Tensor) -> torch.Tensor:
         """(P, 3) -> (P, 3 + 9 + ... + 3^max_degree): all ordered products of l components."""

@@ -20,7 +20,7 @@ def run(args) -> int:
     state = load_checkpoint(Path(args.checkpoint))
     dtype = state["ema"]["embedding.weight"].dtype
     model = SO3krates(SO3kratesConfig.from_stored(state["model_config"]), dtype)
-    model.load_state_dict(state["ema"])
+    model.load_stored_state(state["ema"])
     data = state["config"]["data"]
     info = save_model(SO3kratesPotential(model), args.output,
                       training_data={"path": data["path"], "epoch": state["epoch"], "metrics": state["metrics"]})
