@@ -34,14 +34,11 @@ def so3lr_potential(compiled: bool):
 
 
 def molecule():
-    """Alanine dipeptide: atomic numbers and positions (Å) read from the PDB with numpy only."""
-    numbers, positions = [], []
-    symbols = {"H": 1, "C": 6, "N": 7, "O": 8}
-    for line in (ROOT / "python" / "so3krates" / "data" / "alanine-dipeptide.pdb").read_text().splitlines():
-        if line.startswith(("ATOM", "HETATM")):
-            positions.append([float(line[30:38]), float(line[38:46]), float(line[46:54])])
-            numbers.append(symbols[line[76:78].strip()])
-    return torch.tensor(numbers), torch.tensor(positions, dtype=torch.float64)
+    """Alanine dipeptide: atomic numbers and positions (Å) (ASE, which so3krates needs anyway: no OpenMM)."""
+    import ase.io
+
+    atoms = ase.io.read(ROOT / "python" / "so3krates" / "data" / "alanine-dipeptide.pdb")
+    return torch.tensor(atoms.numbers), torch.tensor(atoms.positions, dtype=torch.float64)
 
 
 def water_box(copies: int = 4):

@@ -105,3 +105,23 @@ def test_model_with_fused_ops_matches_pytorch_model(periodic, pair_chunk):
     assert results[0][1].abs().max() > 1e-3
     torch.testing.assert_close(results[0][0], results[1][0], atol=1e-10, rtol=0)
     torch.testing.assert_close(results[0][1], results[1][1], atol=1e-10, rtol=0)
+
+
+def test_merged_products_equal_the_per_module_definitions():
+    """The attention block's merged products (one projection for q/k/v of both kinds, one first layer for
+    all four filter MLPs) equal the per-head maps and the MLPs they are built from."""
+    from so3krates.model import SO3krates
+
+    block = SO3krates(small_config(), torch.float64).blocks[0].attention
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 32, dtype=torch.float64, generator=g)
+    merged = (x @ block.projection_matrix()).split(32, dim=1)
+    for part, head_map in zip(merged, (block.query_1, block.key_1, block.value_1, block.query_2, block.key_2)):
+        torch.testing.assert_close(part, head_map(x).reshape(7, 32), rtol=1e-12, atol=1e-12)
+    rbf = torch.rand(20, 16, dtype=torch.float64, generator=g)
+    ev = torch.randn(7, 24, dtype=torch.float64, generator=g)
+    idx_i, idx_j = torch.randint(0, 7, (20,), generator=g), torch.randint(0, 7, (20,), generator=g)
+    w1, w2 = block.filters(rbf, ev, idx_i, idx_j, block.filter_first_layer())
+    invariants = block.degree_ops.invariants(ev[idx_j] - ev[idx_i])
+    torch.testing.assert_close(w1, block.radial_filter_1(rbf) + block.spherical_filter_1(invariants), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(w2, block.radial_filter_2(rbf) + block.spherical_filter_2(invariants), rtol=1e-12, atol=1e-12)

@@ -51,6 +51,13 @@ def explain_failure(failure: str) -> str:
     return f"{library}: {reason.strip().splitlines()[0]}"
 
 
+def platform_names() -> List[str]:
+    """The OpenMM platforms that loaded."""
+    import openmm
+
+    return [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+
+
 def check_versions() -> List[Finding]:
     import torch
 
@@ -74,7 +81,7 @@ def check_openmm() -> List[Finding]:
     from .openmm.plugins import ensure_torch_plugins
 
     ensure_torch_plugins()  # as creating a System does: reload openmm-torch's plugins now that torch is loaded
-    platforms = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    platforms = platform_names()
     found = [Finding("OpenMM platforms", OK, ", ".join(platforms))]
     kernels = [name for name in platforms if openmm.Platform.getPlatformByName(name).supportsKernels(["CalcTorchForce"])]
     missing = [name for name in ("Reference", "CPU") if name in platforms and name not in kernels]
@@ -145,8 +152,4 @@ def check_threads() -> List[Finding]:
 
 
 def diagnose() -> List[Finding]:
-    import openmm
-
-    findings = check_versions() + check_openmm() + check_ours()
-    platforms = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
-    return findings + check_gpu(platforms) + check_threads()
+    return check_versions() + check_openmm() + check_ours() + check_gpu(platform_names()) + check_threads()

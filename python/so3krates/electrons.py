@@ -35,7 +35,7 @@ def resolve_charge_and_spin(info: ModelInfo, atomic_numbers: Iterable[int], char
     mm_charge, else the model file's default (SO3LR: 0, as the reference); a model trained by us with
     charges has no default and needs it."""
     config = info.config
-    takes_charge = config.use_charge_embed or config.electrostatic_energy
+    takes_charge = config.takes_charge
     if charge is not None:
         given = _whole(charge, WHOLE_TOLERANCE)
         if given is None:

@@ -29,7 +29,7 @@ def run(args) -> int:
     long_range = (f"; long-range terms ({', '.join(n for n, on in (('electrostatics', config.electrostatic_energy), ('dispersion', config.dispersion_energy)) if on)}) "
                   f"to {config.lr_cutoff} Å" if config.long_range else "")
     print(f"cutoff          {info.cutoff_angstrom} Å{long_range}{'; ZBL repulsion' if config.zbl_repulsion else ''}")
-    inputs = [name for name, on in (("total charge", config.use_charge_embed or config.electrostatic_energy),
+    inputs = [name for name, on in (("total charge", config.takes_charge),
                                     ("spin multiplicity", config.use_spin_embed)) if on]
     if inputs:
         default = "required" if info.default_charge is None else f"default charge {info.default_charge:g} e"

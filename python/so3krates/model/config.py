@@ -74,6 +74,11 @@ class SO3kratesConfig:
     hirshfeld_dim: int = 64
 
     @property
+    def takes_charge(self) -> bool:
+        """Whether the model's energy depends on the total charge (embedding or charge conservation)."""
+        return self.use_charge_embed or self.electrostatic_energy
+
+    @property
     def long_range(self) -> bool:
         """Whether the model has terms on the long-range neighbour list."""
         return self.electrostatic_energy or self.dispersion_energy
