@@ -7,7 +7,8 @@
 # With a full installation (openmm, openmm-torch, openmm-so3krates; `pip install '.[test,cuda12]'`):
 # so3krates doctor, the cuda-marked tests, `so3krates bench --platform CUDA` (CUDA graphs where the
 # model allows them), SO3LR on CUDA (against float64 on the CPU, CUDA-graph capture, and MD), short
-# `so3krates train` runs on CUDA with TF32 and with bf16, and a one-GPU torchrun (DDP) run.
+# `so3krates train` runs on CUDA with TF32 and with bf16, SO3LR fine-tuned on CUDA (its long-range
+# terms in training), and a one-GPU torchrun (DDP) run.
 # Where the Python has its own torch and no OpenMM (a cluster's GPU node without internet), it runs
 # from this source tree what can run: the compiled ops if they build against that torch, the model on
 # CUDA with CUDA-graph capture in plain PyTorch, and training with TF32/bf16 (and torchrun), and
@@ -59,6 +60,7 @@ if "$PYTHON" -c "import openmm, openmmtorch, openmmml, so3krates" > /dev/null 2>
       --output "$WORK/md_so3lr"
   run train_tf32 "$PYTHON" -m so3krates train "${TRAIN[@]}" tf32=true output="$WORK/train_tf32" --no-progress
   run train_bf16 "$PYTHON" -m so3krates train "${TRAIN[@]}" bf16=true output="$WORK/train_bf16" --no-progress
+  run finetune_so3lr "$PYTHON" benchmarks/gpu_check_model.py train --finetune --tf32 --output "$WORK/finetune"
   run torchrun_ddp "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node 1 --module so3krates train \
       "${TRAIN[@]}" output="$WORK/train_ddp" --no-progress
 else
@@ -81,6 +83,7 @@ else
   if "$PYTHON" -c "import yaml, h5py, ase, e3nn, rich" > /dev/null 2>&1; then
     run train_tf32 "$PYTHON" benchmarks/gpu_check_model.py train --tf32 --output "$WORK/train_tf32"
     run train_bf16 "$PYTHON" benchmarks/gpu_check_model.py train --bf16 --output "$WORK/train_bf16"
+    run finetune_so3lr "$PYTHON" benchmarks/gpu_check_model.py train --finetune --tf32 --output "$WORK/finetune"
     run torchrun_ddp "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node 1 \
         benchmarks/gpu_check_model.py train --output "$WORK/train_ddp"
   else

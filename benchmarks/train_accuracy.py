@@ -1,49 +1,201 @@
-"""Accuracy within a fixed CPU budget: train SO3krates on the shipped rMD17 ethanol frames, evaluate
-on held-out frames, and print the errors next to published numbers for the same molecule.
+"""Accuracy per unit of compute: SO3krates (package defaults) and MACE (its own CLI, settings of the
+MACE authors for small molecules) trained one after the other on the same split for the same
+wall-clock budget, both scored on the same held-out frames by the same code.
 
-    python benchmarks/train_accuracy.py [--minutes 10] [--features 128] [--output runs/bench_ethanol]
+    python benchmarks/train_accuracy.py [--data ethanol 3bpa] [--minutes 10]
+        [--peer-python .venv-peers/bin/python] [--output runs/accuracy] [--set optim.lr=2e-3 ...]
 
-Published reference (not rerun here): MACE, Batatia et al., NeurIPS 2022, Table 1, rMD17 ethanol
-trained on 950 configurations: energy MAE 0.4 meV, force MAE 2.1 meV/Å. Our run trains on 800 of the
-1000 shipped frames for a CPU budget of minutes, so it measures how far a short run gets, not the
-architecture's limit.
+Data (shipped in examples/data/): rMD17 ethanol (PBE/def2-SVP, 9 atoms; 800 train / 100 validation /
+100 test frames) and 3BPA at 300 K (ωB97X/6-31G(d), 27 atoms; 400 / 50 / 50). Prints a table (epochs,
+energy and force MAE on the test frames) and writes results.json and learning_curves.png (validation
+force MAE against wall time) to --output. Without --peer-python only SO3krates runs. `--set` changes
+our configuration (for finding better defaults; the table's rows should use none).
+
+MACE (mace-torch 0.3.16 from benchmarks/setup_peers.sh): 64x0e+64x1o (num_channels 64, max_L 1),
+correlation 3, r_max 5 Å, batch 5, lr 0.01 with AMSGrad and its plateau scheduler, EMA 0.99,
+energy:force weights 1:100, float64. MACE has no time limit: it is stopped at the budget (timed from
+its "Started training" line, as ours from its first step) and its last checkpoint, the one with the
+best validation loss, is made into a model by MACE's own `--restart_latest`.
 """
 import argparse
 import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
 from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import ase
+import ase.io
+import numpy as np
 
 from so3krates.model_file import load_model
 from so3krates_train.config import load_config
+from so3krates_train.data import Frames
 from so3krates_train.evaluate import error_metrics, predict_frames
 from so3krates_train.trainer import Trainer
 
-DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "rmd17_ethanol_1000.npz"
-PUBLISHED = [("MACE (NeurIPS 2022), 950 train frames", 0.4, 2.1)]
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent / "examples" / "data"
+DATASETS = {
+    "ethanol": {"label": "rMD17 ethanol", "path": EXAMPLES / "rmd17_ethanol_1000.npz", "options": {},
+                "split": (800, 100, 100)},
+    "3bpa": {"label": "3BPA 300 K", "path": EXAMPLES / "3bpa_train_300K.npz", "options": {"energy_unit": "eV"},
+             "split": (400, 50, 50)},
+}
+MACE_SETTINGS = ["--model=MACE", "--num_channels=64", "--max_L=1", "--correlation=3", "--r_max=5.0",
+                 "--batch_size=5", "--valid_batch_size=10", "--lr=0.01", "--amsgrad", "--ema", "--ema_decay=0.99",
+                 "--loss=weighted", "--energy_weight=1", "--forces_weight=100", "--E0s=average",
+                 "--default_dtype=float64", "--error_table=PerAtomMAE", "--eval_interval=1", "--device=cpu",
+                 "--seed=0", "--energy_key=REF_energy", "--forces_key=REF_forces", "--num_workers=0"]
+MACE_EPOCH = re.compile(r"^(\S+ \S+) INFO: Epoch (\d+):.*MAE_F=\s*([0-9.eE+-]+) meV")
+MACE_START = re.compile(r"^(\S+ \S+) INFO: Started training")
+
+
+def write_extxyz(frames: Frames, path: Path) -> None:
+    """Frames as extended XYZ with REF_energy / REF_forces (eV, eV/Å), the keys MACE is told to read."""
+    images = []
+    for k in range(len(frames)):
+        atoms = frames.atoms(k)
+        image = ase.Atoms(numbers=frames.atomic_numbers[atoms], positions=frames.positions[atoms])
+        image.info["REF_energy"] = float(frames.energy[k])
+        image.arrays["REF_forces"] = frames.forces[atoms]
+        images.append(image)
+    ase.io.write(path, images, format="extxyz")
+
+
+def prepare(name: str, minutes: float, out: Path, settings: List[str]) -> Trainer:
+    """Our trainer for data set `name`: it reads the frames and draws the split that both models use."""
+    spec = DATASETS[name]
+    n_train, n_valid, n_test = spec["split"]
+    options = [f"data.options.{key}={value}" for key, value in spec["options"].items()]
+    config = load_config(None, [f"data.path={spec['path']}", f"data.train={n_train}", f"data.valid={n_valid}",
+                                f"data.test={n_test}", "optim.epochs=100000", f"optim.time_limit_s={60 * minutes}",
+                                f"output={out / 'so3krates'}", *options, *settings])
+    return Trainer(config, show_progress=False)
+
+
+def train_ours(trainer: Trainer) -> Dict:
+    model_path = trainer.train()
+    curve = {"minutes": [], "force_mae_meV_A": []}
+    if trainer.epoch:  # a run of 0 epochs (a model scored as it starts) has no learning curve
+        logged = np.genfromtxt(trainer.out / "metrics.csv", delimiter=",", names=True)
+        curve = {"minutes": (np.atleast_1d(logged["time_s"]) / 60).tolist(),
+                 "force_mae_meV_A": (1000 * np.atleast_1d(logged["valid_force_mae_eV_A"])).tolist()}
+    test = trainer.frames.select(trainer.split.test)
+    potential, _ = load_model(model_path)
+    return {"epochs": trainer.epoch, "metrics": error_metrics(test, *predict_frames(potential, test)), "curve": curve}
+
+
+def _log_time(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+
+
+def parse_mace_log(text: str) -> Tuple[int, Dict[str, List[float]]]:
+    """(epochs finished, learning curve: minutes since "Started training" and validation force MAE
+    meV/Å per evaluation) from MACE's log file."""
+    start_stamp, curve, epochs = None, {"minutes": [], "force_mae_meV_A": []}, 0
+    for line in text.splitlines():
+        if start_stamp is None and (match := MACE_START.match(line)):
+            start_stamp = _log_time(match.group(1))
+        elif start_stamp is not None and (match := MACE_EPOCH.match(line)):
+            epochs = int(match.group(2)) + 1  # MACE counts epochs from 0
+            curve["minutes"].append((_log_time(match.group(1)) - start_stamp) / 60)
+            curve["force_mae_meV_A"].append(float(match.group(3)))
+    return epochs, curve
+
+
+def train_mace(peer_python: str, frames: Frames, split, minutes: float, out: Path) -> Dict:
+    work = out / "mace"
+    work.mkdir(parents=True, exist_ok=True)
+    for part in ("train", "valid", "test"):
+        write_extxyz(frames.select(getattr(split, part)), work / f"{part}.xyz")
+    command = [peer_python, "-m", "mace.cli.run_train", "--name=mace", "--train_file=train.xyz",
+               "--valid_file=valid.xyz", *MACE_SETTINGS]
+    log = work / "logs" / "mace_run-0.log"
+    with open(work / "stdout.txt", "w") as stdout:
+        process = subprocess.Popen(command + ["--max_num_epochs=100000"], cwd=work, stdout=stdout,
+                                   stderr=subprocess.STDOUT)
+        started: Optional[float] = None
+        while process.poll() is None:
+            time.sleep(0.5)
+            if started is None and log.exists() and "Started training" in log.read_text():
+                started = time.monotonic()
+            if started is not None and time.monotonic() - started >= 60 * minutes:
+                process.terminate()
+                process.wait()
+        if started is None:
+            raise RuntimeError(f"MACE stopped before training; see {work / 'stdout.txt'}")
+    epochs, curve = parse_mace_log(log.read_text())
+    saved = sorted(int(m.group(1)) for p in (work / "checkpoints").glob("*.pt")
+                   if (m := re.search(r"epoch-(\d+)", p.name)))
+    if not saved:
+        raise RuntimeError(f"MACE finished no epoch within {minutes:g} min; give more --minutes")
+    # MACE's own way to turn the last (best) checkpoint into a model: restart with no epochs left
+    with open(work / "finalize.txt", "w") as stdout:
+        subprocess.run(command + ["--restart_latest", f"--max_num_epochs={saved[-1]}"], cwd=work, stdout=stdout,
+                       stderr=subprocess.STDOUT, check=True)
+    subprocess.run([peer_python, str(HERE / "mace_predict.py"), "mace.model", "test.xyz", "test_predictions.npz"],
+                   cwd=work, check=True)
+    predictions = np.load(work / "test_predictions.npz")
+    test = frames.select(split.test)
+    return {"epochs": epochs, "checkpoint_epoch": saved[-1],
+            "metrics": error_metrics(test, predictions["energy"], predictions["forces"]), "curve": curve}
+
+
+def plot(results: Dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
+    for ax, (name, runs) in zip(axes[0], results.items()):
+        for model, run in runs.items():
+            ax.plot(run["curve"]["minutes"], run["curve"]["force_mae_meV_A"], label=model)
+        ax.set_yscale("log")
+        ax.set_xlabel("wall time (min, 2 CPU cores)")
+        ax.set_ylabel("validation force MAE (meV/Å)")
+        ax.set_title(DATASETS[name]["label"])
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
-    parser.add_argument("--features", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--output", default="runs/bench_ethanol")
+    parser.add_argument("--data", nargs="+", choices=sorted(DATASETS), default=["ethanol", "3bpa"])
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of each training run")
+    parser.add_argument("--peer-python", help="Python of the peers' environment (MACE); without it MACE is skipped")
+    parser.add_argument("--models", nargs="+", choices=["so3krates", "mace"], default=["so3krates", "mace"])
+    parser.add_argument("--output", default="runs/accuracy")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change our configuration")
     args = parser.parse_args()
-    config = load_config(None, [f"data.path={DATA}", "data.train=800", "data.valid=100", "data.test=100",
-                                f"model.num_features={args.features}", f"model.num_layers={args.layers}",
-                                "optim.epochs=1000", f"optim.time_limit_s={60 * args.minutes}", "optim.lr=3e-3",
-                                "optim.schedule=plateau", "optim.plateau_patience=5", f"output={args.output}"])
-    trainer = Trainer(config)
-    potential, _ = load_model(trainer.train())
-    test = trainer.frames.select(trainer.split.test)
-    metrics = error_metrics(test, *predict_frames(potential, test))
-    (Path(args.output) / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
-    print(f"\nrMD17 ethanol, {len(test)} held-out frames, {args.minutes:g} min CPU training "
-          f"({trainer.epoch} epochs, {args.features} features, {args.layers} layers)")
-    print(f"{'model':48s} {'E MAE (meV)':>12s} {'F MAE (meV/Å)':>14s}")
-    print(f"{'SO3krates (this run)':48s} {metrics['energy_per_molecule']['mae_meV']:12.2f} "
-          f"{metrics['forces']['mae_meV']:14.2f}")
-    for name, energy, forces in PUBLISHED:
-        print(f"{name:48s} {energy:12.2f} {forces:14.2f}")
+    out = Path(args.output)
+    results: Dict[str, Dict] = {}
+    for name in args.data:
+        trainer = prepare(name, args.minutes, out / name, args.set)
+        results[name] = {}
+        if "so3krates" in args.models:
+            results[name]["SO3krates"] = train_ours(trainer)
+        if args.peer_python and "mace" in args.models:
+            results[name]["MACE"] = train_mace(os.path.abspath(args.peer_python), trainer.frames, trainer.split,
+                                               args.minutes, out / name)
+    (out / "results.json").write_text(json.dumps({"minutes": args.minutes, "set": args.set, "results": results},
+                                                 indent=1))
+    plot(results, out / "learning_curves.png")
+    print(f"\n{args.minutes:g} min of training each, one after the other; test frames scored by the same code")
+    print(f"{'data':16s} {'model':10s} {'epochs':>7s} {'E MAE (meV)':>12s} {'F MAE (meV/Å)':>14s}")
+    for name, runs in results.items():
+        for model, run in runs.items():
+            metrics = run["metrics"]
+            print(f"{DATASETS[name]['label']:16s} {model:10s} {run['epochs']:7d} "
+                  f"{metrics['energy_per_molecule']['mae_meV']:12.1f} {metrics['forces']['mae_meV']:14.1f}")
+    print(f"learning curves: {out / 'learning_curves.png'}")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def test_training_lowers_validation_force_error(tmp_path):
     potential, info = load_model(model_path)
     assert info.training_data["frames"] == 1000
     energy_file, forces_file = predict_frames(potential, frames, dtype=torch.float32)
-    energy, forces = predict(trainer.ema, collate(frames, range(5), 5.0, torch.float32, torch.device("cpu")),
+    energy, forces, _ = predict(trainer.ema, collate(frames, range(5), 5.0, torch.float32, torch.device("cpu")),
                              create_graph=False)
     np.testing.assert_allclose(energy_file, energy.detach().numpy(), rtol=1e-6)
     np.testing.assert_allclose(forces_file, forces.numpy(), rtol=1e-4, atol=1e-5)
@@ -83,17 +83,17 @@ def test_kill_and_resume_reaches_the_same_weights(tmp_path):
 DDP_WORKER = """
 import os, sys, torch, torch.distributed as dist
 sys.path.insert(0, {tests!r})
-from so3krates_train.batching import collate, predict
+from so3krates_train.batching import EnergiesAndProperties, collate, predict
 from so3krates_train.data import read_frames
 from so3krates.model import SO3krates, SO3kratesConfig
 rank, world = int(sys.argv[1]), 2
 dist.init_process_group("gloo", init_method="file://" + {store!r}, rank=rank, world_size=world)
 torch.manual_seed(0)
 model = SO3krates(SO3kratesConfig(elements=[1, 6, 8], num_features=16, num_radial=8, num_layers=1, zero_readout=False))
-ddp = torch.nn.parallel.DistributedDataParallel(model)
+ddp = torch.nn.parallel.DistributedDataParallel(EnergiesAndProperties(model))
 frames = read_frames({data!r})
 batch = collate(frames, list(range(rank * 4, rank * 4 + 4)), 5.0, torch.float32, torch.device("cpu"))
-energy, forces = predict(ddp, batch, create_graph=True)
+energy, forces, _ = predict(ddp, batch, create_graph=True)
 loss = 0.01 * ((energy - batch["energy"]) / batch["n_atoms"]).pow(2).mean() + (forces - batch["forces"]).pow(2).mean()
 loss.backward()
 if rank == 0:
@@ -117,7 +117,7 @@ def test_two_process_ddp_gradients_equal_single_process(tmp_path):
                                       zero_readout=False))
     frames = read_frames(DATA)
     batch = collate(frames, list(range(8)), 5.0, torch.float32, torch.device("cpu"))
-    energy, forces = predict(model, batch, create_graph=True)
+    energy, forces, _ = predict(model, batch, create_graph=True)
     loss = 0.01 * ((energy - batch["energy"]) / batch["n_atoms"]).pow(2).mean() + \
         (forces - batch["forces"]).pow(2).mean()
     loss.backward()

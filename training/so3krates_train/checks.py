@@ -3,7 +3,9 @@
 Flags non-finite values, atoms closer than a threshold, force components above a threshold,
 energies that are outliers after the per-element fit (robust z-score within each composition), and
 conformation pairs of one molecule whose energy difference disagrees with the forces (the work
-−∫F·dr along the straight path, by the trapezoid rule, between close conformations)."""
+−∫F·dr along the straight path, by the trapezoid rule, between close conformations), and long-range
+labels that cannot be right: partial charges that do not add up to the molecule's total charge, a
+dipole larger than all atoms' charge at the farthest atom could make (wrong unit or origin)."""
 from dataclasses import dataclass
 from typing import Dict, List
 
@@ -27,8 +29,8 @@ def _robust_z(values: np.ndarray) -> np.ndarray:
 
 
 def check_frames(frames: Frames, min_distance: float = 0.5, max_force: float = 25.0, max_z: float = 8.0,
-                 max_work_error: float = 0.5, max_path: float = 0.2) -> List[Finding]:
-    """Problems found, one Finding per (frame, problem). Distances Å, forces eV/Å, work error eV,
+                 max_work_error: float = 0.5, max_path: float = 0.2, max_charge_error: float = 0.01) -> List[Finding]:
+    """Problems found, one Finding per (frame, problem). Distances Å, forces eV/Å, work error eV, charges e,
     max_path: largest RMS displacement (Å) between two conformations for the energy/force check."""
     findings: List[Finding] = []
     finite = np.ones(len(frames), dtype=bool)
@@ -46,6 +48,13 @@ def check_frames(frames: Frames, min_distance: float = 0.5, max_force: float = 2
                 note(f"atoms {d.min():.3f} Å apart (< {min_distance} Å)")
         if np.abs(f).max() > max_force:
             note(f"force component {np.abs(f).max():.1f} eV/Å (> {max_force} eV/Å)")
+        q = frames.partial_charges[atoms]
+        if np.isfinite(q).all() and abs(q.sum() - frames.charge[k]) > max_charge_error:
+            note(f"partial charges sum to {q.sum():.3f} e but the total charge is {frames.charge[k]:g} e")
+        dipole = frames.dipole[k]
+        if np.isfinite(dipole).all() and np.linalg.norm(dipole) > len(pos) * np.linalg.norm(pos, axis=1).max():
+            note(f"dipole of {np.linalg.norm(dipole):.1f} e·Å is larger than {len(pos)} atoms can make at "
+                 f"{np.linalg.norm(pos, axis=1).max():.1f} Å from the origin: wrong unit (e·bohr, debye?) or origin")
     ok = np.flatnonzero(finite)
     if len(ok):
         clean = frames.select(ok)

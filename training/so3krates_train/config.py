@@ -38,23 +38,31 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     epochs: int = 100
-    time_limit_s: Optional[float] = None  # stop (and export) after this much training time
+    time_limit_s: Optional[float] = None  # wall-clock budget (s) of the training loop: cosine decays over it, then stop and export
     batch_size: int = 5
-    lr: float = 1e-3
+    lr: Optional[float] = None  # None: DEFAULT_LR from scratch, FINETUNE_LR with init_from
     weight_decay: float = 0.0
+    amsgrad: bool = False
     warmup_steps: int = 100
-    schedule: str = "cosine"  # cosine over all steps, or plateau (halve when validation stalls)
+    schedule: str = "cosine"  # cosine over the epochs or time_limit_s, or plateau (halve when validation stalls)
     min_lr: float = 1e-5
     plateau_patience: int = 10
     grad_clip: float = 10.0
     ema_decay: float = 0.99
-    force_weight: float = 0.99  # β: loss = (1-β)·MSE(E/atom) + β·MSE(F)
+    force_weight: float = 0.99  # β: loss = (1-β)·MSE(E/atom) + β·MSE(F) (+ the two below)
+    dipole_weight: float = 0.1  # × MSE of the dipole vector (e·Å)², where models predict charges and data have dipoles
+    charges_weight: float = 0.0  # × MSE of the partial charges (e²), where data have them (e.g. SPICE MBIS)
 
 
 @dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    model: Dict[str, Any] = field(default_factory=dict)  # SO3kratesConfig fields; elements default to the data's
+    # SO3kratesConfig fields (elements default to the data's; long_range: true adds SO3LR's ZBL, electrostatics
+    # and dispersion), or "so3lr": SO3LR's architecture with random weights
+    model: Union[str, Dict[str, Any]] = field(default_factory=dict)
+    init_from: Optional[str] = None  # "so3lr" or a model file: architecture and weights from it (fine-tuning)
+    freeze_embeddings: bool = False  # keep the element/charge/spin embeddings of init_from fixed
+    freeze_layers: int = 0  # keep the first N transformer blocks of init_from fixed
     optim: OptimConfig = field(default_factory=OptimConfig)
     atomic_energies: Union[str, Dict[int, float]] = "fit"  # "fit", or {Z: isolated-atom energy in eV}
     fit_intercept: bool = False

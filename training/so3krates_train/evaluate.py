@@ -27,15 +27,40 @@ def predict_frames(potential: torch.jit.ScriptModule, frames: Frames, dtype: tor
     return energies, forces
 
 
+@torch.no_grad()
+def predict_charges(potential: torch.jit.ScriptModule, frames: Frames) -> Optional[np.ndarray]:
+    """Partial charges (n_atoms_total,) e of a model file with an electrostatic term, frame by frame;
+    None for models without charges (or files written before models gave them out)."""
+    network = getattr(potential, "model", None)
+    if network is None or not hasattr(network, "energies_and_properties") \
+            or not list(network.partial_charges.children()):
+        return None
+    charges = np.zeros(len(frames.atomic_numbers))
+    dtype = next(potential.parameters()).dtype  # the precision the file was loaded in or moved to
+    for k in range(len(frames)):
+        atoms = frames.atoms(k)
+        z = torch.tensor(frames.atomic_numbers[atoms])
+        pos = torch.tensor(frames.positions[atoms], dtype=dtype)
+        idx_i, idx_j, vectors = potential.pair_vectors(pos, None)
+        lr_i, lr_j, shifts = potential.lr_neighbor_list(pos, None)
+        q = network.energies_and_properties(
+            z, vectors, idx_i, idx_j, None, torch.tensor([float(frames.charge[k])], dtype=dtype), False, None,
+            pos.index_select(0, lr_j) - pos.index_select(0, lr_i) + shifts, lr_i, lr_j, potential.lr_cutoff, True)[1]
+        charges[atoms] = q.numpy()
+    return charges
+
+
 def _mae_rmse(error: np.ndarray) -> Dict[str, float]:
     return {"mae_meV": 1000 * float(np.mean(np.abs(error))), "rmse_meV": 1000 * float(np.sqrt(np.mean(error ** 2))),
             "mae_kcal_mol": float(np.mean(np.abs(error))) / KCAL_MOL_EV,
             "rmse_kcal_mol": float(np.sqrt(np.mean(error ** 2))) / KCAL_MOL_EV}
 
 
-def error_metrics(frames: Frames, energy_pred: np.ndarray, forces_pred: np.ndarray) -> Dict:
+def error_metrics(frames: Frames, energy_pred: np.ndarray, forces_pred: np.ndarray,
+                  charges_pred: Optional[np.ndarray] = None) -> Dict:
     """Energy errors per molecule (meV) and per atom (meV/atom), force-component errors (meV/Å),
-    per-element force MAE and, where subsets are named, per-subset errors."""
+    per-element force MAE and, where subsets are named, per-subset errors; with predicted partial
+    charges, dipole-component (e·Å) and charge (e) MAE/RMSE on the frames that have those labels."""
     e_err = energy_pred - frames.energy
     f_err = forces_pred - frames.forces
     metrics = {"frames": len(frames), "energy_per_molecule": _mae_rmse(e_err),
@@ -43,6 +68,16 @@ def error_metrics(frames: Frames, energy_pred: np.ndarray, forces_pred: np.ndarr
                "force_mae_meV_A_by_element": {
                    symbol(z): 1000 * float(np.mean(np.abs(f_err[frames.atomic_numbers == z])))
                    for z in frames.elements}}
+    if charges_pred is not None:
+        frame_of_atom = np.repeat(np.arange(len(frames)), frames.n_atoms)
+        dipole = np.zeros((len(frames), 3))
+        np.add.at(dipole, frame_of_atom, charges_pred[:, None] * frames.positions)
+        for name, error in (("dipole_e_angstrom", dipole - frames.dipole),
+                            ("partial_charges_e", charges_pred - frames.partial_charges)):
+            error = error[np.isfinite(error)]
+            if error.size:
+                metrics[name] = {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2))),
+                                 "labels": int(error.size)}
     subsets = sorted(set(frames.subset) - {""})
     if subsets:
         frame_of_atom = np.repeat(np.arange(len(frames)), frames.n_atoms)
@@ -92,7 +127,7 @@ def evaluate_model(potential, elements, frames: Frames, json_path: Optional[Path
         check_elements(frames.atomic_numbers[frames.atoms(k)], elements,
                        [f"{frames.origin[k]} atom {i}" for i in range(frames.n_atoms[k])])
     energy, forces = predict_frames(potential, frames)
-    metrics = error_metrics(frames, energy, forces)
+    metrics = error_metrics(frames, energy, forces, predict_charges(potential, frames))
     if json_path is not None:
         json_path.write_text(json.dumps(metrics, indent=1))
     if plots is not None:

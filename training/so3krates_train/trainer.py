@@ -1,5 +1,6 @@
 """Training loop: per-element energies first, then (1-β)·energy + β·force MSE with AdamW, warm-up,
-cosine or plateau decay, gradient clipping and an EMA of the weights (used for validation and export).
+cosine (over the epochs or the time limit) or plateau decay, gradient clipping and an EMA of the
+weights (used for validation and export).
 Checkpoints (latest, best) after every evaluation; `resume` continues exactly where a run stopped.
 Runs on CPU, one CUDA GPU, or several processes under torchrun (DDP)."""
 import csv
@@ -17,13 +18,20 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from so3krates.model import SO3krates, SO3kratesConfig, SO3kratesPotential
 from so3krates.model_file import save_model
+from so3krates.so3lr import CONFIG as SO3LR_CONFIG, NAME as SO3LR_NAME
 
-from .batching import collate, predict
+from .batching import EnergiesAndProperties, collate, labelled_mse, molecular_dipoles, predict
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import DataError, Frames, read_frames
+from .finetune import freeze, load_initial_model, refit_atomic_energies
 from .fitting import fit_atomic_energies
+from .schedule import LearningRateSchedule
 from .splits import Split, make_split
+
+
+DEFAULT_LR = 1e-3
+FINETUNE_LR = 1e-4  # a pretrained model's weights are already near a minimum: smaller steps keep what it knows
 
 
 def file_sha256(path: str) -> str:
@@ -77,104 +85,139 @@ class Trainer:
             frames = frames.select([k for k in range(len(frames)) if k not in drop])
         return frames
 
+    def _model_config(self) -> SO3kratesConfig:
+        """The architecture to train from scratch: cfg.model's settings (or the "so3lr" preset), with the
+        data's elements and, for charged data, the charge embedding."""
+        values = self.config.model
+        if isinstance(values, str):
+            if values.lower() != SO3LR_NAME:
+                raise ValueError(f"model: {values!r} is not a preset; give settings, or 'so3lr' (SO3LR's architecture)")
+            values = {**SO3LR_CONFIG, "elements": self.frames.elements}
+        values = dict(values)
+        if values.pop("long_range", False):  # SO3LR's physical terms on top of any architecture
+            values.update(zbl_repulsion=True, electrostatic_energy=True, dispersion_energy=True)
+        values.setdefault("elements", self.frames.elements)
+        # charged molecules in the data: the model needs to know each molecule's total charge
+        values.setdefault("use_charge_embed", bool(np.any(self.frames.charge != 0)))
+        model_config = SO3kratesConfig.from_dict(values)
+        missing = sorted(set(self.frames.elements) - set(model_config.elements))
+        if missing:
+            raise DataError(f"{self.config.data.path}: the data hold elements {missing} that model.elements "
+                            f"{model_config.elements} lacks")
+        return model_config
+
     def _build(self) -> None:
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        model_values = dict(cfg.model)
-        model_values.setdefault("elements", self.frames.elements)
-        # charged molecules in the data: the model needs to know each molecule's total charge
-        model_values.setdefault("use_charge_embed", bool(np.any(self.frames.charge != 0)))
-        # a resumed run continues the model it stored (options added since keep their stored meaning)
-        model_config = (SO3kratesConfig.from_dict(model_values) if self.state is None
-                        else SO3kratesConfig.from_stored(self.state["model_config"]))
-        if model_config.long_range:
-            raise ValueError("model: electrostatic_energy / dispersion_energy (SO3LR's long-range terms) cannot be "
-                             "trained yet; train without them, or run the pretrained SO3LR (MLPotential('so3lr'))")
-        missing = sorted(set(self.frames.elements) - set(model_config.elements))
-        if missing:
-            raise DataError(f"{cfg.data.path}: the data hold elements {missing} that model.elements "
-                            f"{model_config.elements} lacks")
-        self.model = SO3krates(model_config, self.dtype)
+        if cfg.init_from is not None and cfg.model:
+            raise ValueError(f"model: the architecture comes from init_from={cfg.init_from}; remove the model settings")
+        if self.state is not None:  # a resumed run continues the model it stored (later options keep their meaning)
+            self.model = SO3krates(SO3kratesConfig.from_stored(self.state["model_config"]), self.dtype)
+        elif cfg.init_from is not None:
+            self.model = load_initial_model(cfg.init_from, self.frames.elements, self.dtype)
+        else:
+            self.model = SO3krates(self._model_config(), self.dtype)
         if self.state is None:
-            if cfg.atomic_energies == "fit":
-                energies = fit_atomic_energies(self.train_frames, model_config.elements, cfg.fit_intercept)
-            else:
-                energies = {int(z): float(e) for z, e in dict(cfg.atomic_energies).items()}
-            self.model.set_atomic_energies(energies)
-            # the network's output is scaled to the RMS force so it starts on the data's scale
-            rms_force = float(np.sqrt(np.mean(self.train_frames.forces ** 2)))
-            with torch.no_grad():
-                self.model.energy_scale.fill_(rms_force)
+            self._initial_energies()
             self.split.save(self.out / "split.json")
+        freeze(self.model, cfg.freeze_embeddings, cfg.freeze_layers)
         self.model.to(self.device)
         self.ema = clone(self.model)
-        self.network = self.model
+        self.network = EnergiesAndProperties(self.model)
         if self.world > 1:
             self.network = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        lr = o.lr if o.lr is not None else (FINETUNE_LR if cfg.init_from is not None else DEFAULT_LR)
+        # foreach: one kernel per operation over all parameters (a small model's step is overhead-bound)
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=lr,
+                                           weight_decay=o.weight_decay, amsgrad=o.amsgrad, foreach=True)
         self.steps_per_epoch = math.ceil(len(self.train_frames) / (o.batch_size * self.world))
-        total = max(1, o.epochs * self.steps_per_epoch)
-
-        def lr_factor(step: int) -> float:
-            warm = min(1.0, (step + 1) / max(1, o.warmup_steps))
-            if o.schedule != "cosine":
-                return warm
-            progress = min(1.0, step / total)
-            floor = o.min_lr / o.lr
-            return warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-        if o.schedule not in ("cosine", "plateau"):
-            raise ValueError(f"optim.schedule={o.schedule!r} must be 'cosine' or 'plateau'")
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
-        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, factor=0.5, patience=o.plateau_patience, min_lr=o.min_lr) if o.schedule == "plateau" else None
+        self.schedule = LearningRateSchedule(lr, o.min_lr, o.warmup_steps, o.schedule, o.epochs * self.steps_per_epoch,
+                                             o.time_limit_s, o.plateau_patience)
         self.epoch, self.step, self.best = 0, 0, float("inf")
-        self.train_seconds = 0.0
+        self.seconds_per_step = 0.0  # of the last epoch: the schedule's clock within an epoch
+        self.train_seconds = 0.0  # wall time of the training loop, evaluations included (what time_limit_s bounds)
         if self.state is not None:
             self.model.load_stored_state(self.state["model"])
             self.ema.load_stored_state(self.state["ema"])
             self.optimizer.load_state_dict(self.state["optimizer"])
-            self.scheduler.load_state_dict(self.state["scheduler"])
-            if self.plateau is not None:
-                self.plateau.load_state_dict(self.state["plateau"])
+            if "schedule" in self.state:  # checkpoints of 0.1.0 kept torch schedulers, whose plateau never acted
+                self.schedule.load_state_dict(self.state["schedule"])
             self.epoch, self.step, self.best = self.state["epoch"], self.state["step"], self.state["best"]
             self.train_seconds = self.state["train_seconds"]
 
+    def _initial_energies(self) -> None:
+        """Per-element energies before the first step: fitted to the data (or given); a model from
+        init_from keeps its network and gets them refitted to the residual of its own energies."""
+        cfg = self.config
+        if cfg.init_from is not None:
+            if cfg.atomic_energies != "fit":
+                raise ValueError("atomic_energies: with init_from they are fitted to the residual of the model's "
+                                 "energies on the training data; leave atomic_energies at 'fit'")
+            refit_atomic_energies(self.model, self.train_frames, cfg.fit_intercept)
+            return
+        if cfg.atomic_energies == "fit":
+            energies = fit_atomic_energies(self.train_frames, self.model.config.elements, cfg.fit_intercept)
+        else:
+            energies = {int(z): float(e) for z, e in dict(cfg.atomic_energies).items()}
+        self.model.set_atomic_energies(energies)
+        # the network's output is scaled to the RMS force so it starts on the data's scale
+        rms_force = float(np.sqrt(np.mean(self.train_frames.forces ** 2)))
+        with torch.no_grad():
+            self.model.energy_scale.fill_(rms_force)
+
+    def _collate(self, frames: Frames, indices) -> Dict[str, torch.Tensor]:
+        config = self.model.config
+        return collate(frames, indices, config.cutoff, self.dtype, self.device, config.long_range, config.lr_cutoff)
+
     def _loss(self, batch: Dict[str, torch.Tensor]):
+        o = self.config.optim
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
-            energy, forces = predict(self.network, batch, create_graph=True)
+            energy, forces, charges = predict(self.network, batch, True, self.model.config.lr_cutoff)
         energy, forces = energy.to(self.dtype), forces.to(self.dtype)
-        beta = self.config.optim.force_weight
         energy_error = (energy - batch["energy"]) / batch["n_atoms"]
-        loss = (1 - beta) * energy_error.pow(2).mean() + beta * (forces - batch["forces"]).pow(2).mean()
+        loss = (1 - o.force_weight) * energy_error.pow(2).mean() + o.force_weight * (forces - batch["forces"]).pow(2).mean()
+        if charges is not None:
+            charges = charges.to(self.dtype)
+            if o.dipole_weight:
+                dipole = molecular_dipoles(charges, batch["positions"], batch["batch"], len(batch["n_atoms"]))
+                loss = loss + o.dipole_weight * labelled_mse(dipole, batch["dipole"])
+            if o.charges_weight:
+                loss = loss + o.charges_weight * labelled_mse(charges, batch["partial_charges"])
         return loss, energy_error.abs().mean().item(), (forces - batch["forces"]).abs().mean().item()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = self.config.optim.ema_decay
-        for ema_p, p in zip(self.ema.parameters(), self.model.parameters()):
-            ema_p.lerp_(p.detach(), 1 - decay)
+        torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - self.config.optim.ema_decay)
 
     def validate(self, model: torch.nn.Module) -> Dict[str, float]:
-        """Energy MAE per atom and force-component MAE (eV, eV/Å) on the validation split."""
+        """Energy MAE per atom and force-component MAE (eV, eV/Å) on the validation split; for models
+        with partial charges also the dipole-component (e·Å) and charge (e) MAE where the data have them."""
         frames = self.valid_frames if len(self.valid_frames) else self.train_frames
         e_err, f_err, n = 0.0, 0.0, 0
+        dipole_errors, charge_errors = [], []
         for start in range(0, len(frames), 32):
-            batch = collate(frames, range(start, min(start + 32, len(frames))), model.config.cutoff,
-                            self.dtype, self.device)
-            energy, forces = predict(model, batch, create_graph=False)
+            batch = self._collate(frames, range(start, min(start + 32, len(frames))))
+            energy, forces, charges = predict(model, batch, False, model.config.lr_cutoff)
             e_err += ((energy.detach() - batch["energy"]) / batch["n_atoms"]).abs().sum().item()
             f_err += (forces - batch["forces"]).abs().sum().item()
             n += len(batch["n_atoms"])
-        return {"valid_energy_mae_eV_per_atom": e_err / n,
-                "valid_force_mae_eV_A": f_err / (3 * len(frames.atomic_numbers))}
+            if charges is not None:
+                dipole = molecular_dipoles(charges.detach(), batch["positions"], batch["batch"], len(batch["n_atoms"]))
+                dipole_errors.append((dipole - batch["dipole"]).abs().flatten())
+                charge_errors.append((charges.detach() - batch["partial_charges"]).abs())
+        metrics = {"valid_energy_mae_eV_per_atom": e_err / n,
+                   "valid_force_mae_eV_A": f_err / (3 * len(frames.atomic_numbers))}
+        for name, errors in (("valid_dipole_mae_eA", dipole_errors), ("valid_charges_mae_e", charge_errors)):
+            errors = torch.cat(errors) if errors else torch.zeros(0)
+            if torch.isfinite(errors).any():
+                metrics[name] = errors[torch.isfinite(errors)].mean().item()
+        return metrics
 
     def _checkpoint(self, metrics: Dict[str, float]) -> None:
         state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "plateau": self.plateau.state_dict() if self.plateau is not None else None,
+                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                  "epoch": self.epoch, "step": self.step, "best": self.best, "train_seconds": self.train_seconds,
                  "split": self.split.__dict__, "config": self.config.to_dict(),
                  "model_config": self.model.config.to_dict(), "metrics": metrics}
@@ -217,30 +260,50 @@ class Trainer:
                 for b in range(self.steps_per_epoch):
                     global_batch = order[b * o.batch_size * self.world:(b + 1) * o.batch_size * self.world]
                     mine = global_batch[self.rank::self.world]
-                    batch = collate(self.train_frames, mine, self.model.config.cutoff, self.dtype, self.device)
+                    batch = self._collate(self.train_frames, mine)
                     loss, e_mae, f_mae = self._loss(batch)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip, foreach=True)
+                    # the time within an epoch is estimated from the steps taken, so that every DDP rank
+                    # uses the same rate (the measured time is agreed between ranks once per epoch)
+                    lr = self.schedule(self.step, self.train_seconds + b * self.seconds_per_step)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
                     self.optimizer.step()
-                    self.scheduler.step()
                     self._update_ema()
                     self.step += 1
                     progress.update(task, advance=1, description=f"loss {loss.item():.3e}  E {1000 * e_mae:.1f} "
                                                                  f"meV/atom  F {1000 * f_mae:.1f} meV/Å")
-                self.train_seconds += time.perf_counter() - start
                 self.epoch += 1
-                if self.epoch % self.config.eval_every == 0 or self.epoch == o.epochs:
-                    self._evaluate_and_save(loss.item())
+                self.seconds_per_step = self._elapsed(start) / self.steps_per_epoch
+                last = self.epoch == o.epochs or (o.time_limit_s is not None and
+                                                  self.train_seconds + self._elapsed(start) >= o.time_limit_s)
+                if self.epoch % self.config.eval_every == 0 or last:
+                    self._evaluate_and_save(loss.item(), start)
+                else:
+                    self.train_seconds += self._elapsed(start)
         if self.rank == 0:
             return self.export(self.out / "model.pt")
         return None
 
-    def _evaluate_and_save(self, train_loss: float) -> None:
+    def _elapsed(self, start: float) -> float:
+        """Seconds since `start`, the same on every DDP rank (the slowest rank's)."""
+        seconds = time.perf_counter() - start
+        if self.world > 1:
+            agreed = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MAX)
+            seconds = float(agreed.item())
+        return seconds
+
+    def _evaluate_and_save(self, train_loss: float, epoch_start: float) -> None:
+        """Validate the EMA model, step the plateau schedule, log and checkpoint; the evaluation counts
+        towards the training time (learning curves and time_limit_s are in wall time)."""
         metrics = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
                    "lr": self.optimizer.param_groups[0]["lr"], **self.validate(self.ema)}
-        if self.plateau is not None:
-            self.plateau.step(metrics["valid_force_mae_eV_A"])
+        self.schedule.validated(metrics["valid_force_mae_eV_A"])
+        self.train_seconds += self._elapsed(epoch_start)
+        metrics["time_s"] = self.train_seconds
         if self.rank == 0:
             self.best = min(self.best, metrics["valid_force_mae_eV_A"])
             self._checkpoint(metrics)
@@ -251,7 +314,8 @@ class Trainer:
         data = self.config.data
         description = {"path": str(data.path), "sha256": file_sha256(data.path), "format": data.format,
                        "frames": len(self.frames), "train": len(self.split.train), "valid": len(self.split.valid),
-                       "test": len(self.split.test), "split_by": data.split_by, "seed": self.config.seed}
+                       "test": len(self.split.test), "split_by": data.split_by, "seed": self.config.seed,
+                       "init_from": self.config.init_from}
         potential = SO3kratesPotential(clone(self.ema).cpu())
         save_model(potential, path, training_data=description)
         (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1, default=str))

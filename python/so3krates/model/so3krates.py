@@ -169,38 +169,58 @@ class SO3krates(nn.Module):
                 lr_vectors: Optional[torch.Tensor] = None, lr_idx_i: Optional[torch.Tensor] = None,
                 lr_idx_j: Optional[torch.Tensor] = None, lr_cutoff: Optional[float] = None,
                 half_pairs: bool = False) -> torch.Tensor:
+        """Atomic energies (N,) eV: the first output of energies_and_properties (same arguments)."""
+        return self.energies_and_properties(atomic_numbers, vectors, idx_i, idx_j, batch, total_charge, fused,
+                                            num_unpaired_electrons, lr_vectors, lr_idx_i, lr_idx_j, lr_cutoff,
+                                            half_pairs)[0]
+
+    def energies_and_properties(self, atomic_numbers: torch.Tensor, vectors: torch.Tensor, idx_i: torch.Tensor,
+                                idx_j: torch.Tensor, batch: Optional[torch.Tensor] = None,
+                                total_charge: Optional[torch.Tensor] = None, fused: bool = False,
+                                num_unpaired_electrons: Optional[torch.Tensor] = None,
+                                lr_vectors: Optional[torch.Tensor] = None, lr_idx_i: Optional[torch.Tensor] = None,
+                                lr_idx_j: Optional[torch.Tensor] = None, lr_cutoff: Optional[float] = None,
+                                half_pairs: bool = False
+                                ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """atomic_numbers (N,) int, vectors r_j - r_i (P, 3) Å of the short-range pairs (both orders, or
         each pair once with half_pairs), idx_i/idx_j (P,), batch (N,) molecule of each atom (None: one
         molecule), total_charge (G,) e and num_unpaired_electrons (G,) (None: 0) -> atomic energies (N,) eV.
         Long-range models also take the long-range pairs, each once (lr_vectors (L, 3) Å, lr_idx_i,
         lr_idx_j) and the cutoff they were built with (None: all pairs, no cutoff).
         `fused` runs the attention's pair operations as compiled CPU ops (less memory, faster), which
-        are differentiable once: energies and forces, but not a loss on forces."""
+        are differentiable once: energies and forces, but not a loss on forces.
+        -> (atomic energies (N,) eV, partial charges (N,) e or None, Hirshfeld ratios (N,) or None): the
+        last two exist in models with electrostatic / dispersion terms (training targets)."""
         if batch is None:
             batch = torch.zeros_like(atomic_numbers)
         dtype = self.embedding.weight.dtype
         if total_charge is None:
             total_charge = torch.zeros(1, dtype=dtype, device=vectors.device)
-        if num_unpaired_electrons is None:
-            num_unpaired_electrons = torch.zeros(1, dtype=dtype, device=vectors.device)
+        if num_unpaired_electrons is None:  # closed shells: one zero per molecule
+            num_unpaired_electrons = torch.zeros_like(total_charge, dtype=dtype)
         species, x, distance, cut = self.representation(atomic_numbers, vectors, idx_i, idx_j, batch, total_charge,
                                                         num_unpaired_electrons, fused, half_pairs)
         energy = self.readout(x).squeeze(-1) * self.energy_scale[species] + self.energy_shift[species]
         for zbl in self.zbl:
             energy = energy + zbl(atomic_numbers.to(x.dtype), vectors, distance, cut, idx_i, idx_j,
                                   1.0 if half_pairs else 0.5, fused)
+        # Optional outputs; the loops use the refined tensors q and h (TorchScript types them as Tensor)
+        charges: Optional[torch.Tensor] = None
+        ratios: Optional[torch.Tensor] = None
         if self.long_range:
             if lr_vectors is None or lr_idx_i is None or lr_idx_j is None:
                 raise ValueError("this model has long-range terms: give it the long-range pairs")
             for charge_head in self.partial_charges:
-                charges = charge_head(x, species, total_charge.to(x.dtype), batch)
+                q = charge_head(x, species, total_charge.to(x.dtype), batch)
+                charges = q
                 for electrostatics in self.electrostatics:
-                    energy = energy + electrostatics(charges, lr_vectors, lr_idx_i, lr_idx_j, lr_cutoff, fused)
+                    energy = energy + electrostatics(q, lr_vectors, lr_idx_i, lr_idx_j, lr_cutoff, fused)
             for hirshfeld_head in self.hirshfeld_ratios:
-                ratios = hirshfeld_head(x, species)
+                h = hirshfeld_head(x, species)
+                ratios = h
                 for dispersion in self.dispersion:
-                    energy = energy + dispersion(species, ratios, lr_vectors, lr_idx_i, lr_idx_j, lr_cutoff, fused)
-        return energy
+                    energy = energy + dispersion(species, h, lr_vectors, lr_idx_i, lr_idx_j, lr_cutoff, fused)
+        return energy, charges, ratios
 
 
 class SO3kratesPotential(nn.Module):

@@ -40,6 +40,10 @@ def run(args) -> int:
     print(f"forces  MAE {f['mae_meV']:.2f} meV/Å ({f['mae_kcal_mol']:.3f} kcal/mol/Å), RMSE {f['rmse_meV']:.2f} meV/Å")
     print("force MAE by element: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["force_mae_meV_A_by_element"].items())
           + " meV/Å")
+    for name, label, unit in (("dipole_e_angstrom", "dipole ", "e·Å (components)"), ("partial_charges_e", "charges", "e")):
+        if name in metrics:
+            m = metrics[name]
+            print(f"{label} MAE {m['mae']:.4f} {unit}, RMSE {m['rmse']:.4f} ({m['labels']} labels)")
     for subset, values in metrics.get("by_subset", {}).items():
         print(f"  {subset}: {values}")
     return 0

@@ -9,10 +9,11 @@ from .frames import DataError, Frames, frames_from_arrays
 
 
 def read_extxyz(path: str, energy_key: str = "energy", forces_key: str = "forces", charge_key: str = "charge",
-                energy_unit: str = "eV") -> Frames:
+                energy_unit: str = "eV", dipole_key: str = "dipole", charges_key: str = "charges") -> Frames:
     """Energies from the comment line's `energy_key`, forces from the per-atom `forces_key` column,
     total charge from `charge_key` if present (else 0). Positions in Å; energies in `energy_unit`
-    (forces in `energy_unit`/Å)."""
+    (forces in `energy_unit`/Å). Where present, the dipole (3 numbers, e·Å) under `dipole_key` and
+    per-atom partial charges (e) under `charges_key` (frames without them: NaN, no loss)."""
     path = Path(path)
     if energy_unit not in ENERGY_UNITS_EV:
         raise DataError(f"{path}: unknown energy unit {energy_unit!r}; known: {sorted(ENERGY_UNITS_EV)}")
@@ -21,7 +22,7 @@ def read_extxyz(path: str, energy_key: str = "energy", forces_key: str = "forces
         images = read(str(path), index=":", format="extxyz")
     except Exception as err:  # ASE raises many kinds of errors for malformed files
         raise DataError(f"{path}: not a readable extended XYZ file: {err}") from None
-    numbers, positions, forces, energies, charges = [], [], [], [], []
+    numbers, positions, forces, energies, charges, dipoles, partial_charges = [], [], [], [], [], [], []
     for k, atoms in enumerate(images):
         where = f"{path}: frame {k}"
         calc_results = atoms.calc.results if atoms.calc is not None else {}
@@ -40,9 +41,14 @@ def read_extxyz(path: str, energy_key: str = "energy", forces_key: str = "forces
         forces.append(np.asarray(f, dtype=np.float64) * e)
         energies.append(float(energy) * e)
         charges.append(float(atoms.info.get(charge_key, 0.0)))
+        dipole = atoms.info.get(dipole_key, calc_results.get(dipole_key))
+        dipoles.append(np.full(3, np.nan) if dipole is None else np.asarray(dipole, dtype=np.float64).reshape(3))
+        q = atoms.arrays.get(charges_key, calc_results.get(charges_key))
+        partial_charges.append(np.full(len(atoms), np.nan) if q is None else np.asarray(q, dtype=np.float64).reshape(-1))
     if not images:
         raise DataError(f"{path}: no frames")
     composition = ["-".join(map(str, z)) for z in numbers]
     return frames_from_arrays(str(path), numbers, positions, forces, np.array(energies),
                               [f"{path.stem}:{c}" for c in composition], charge=np.array(charges),
-                              origin=[f"{path}:frame {k}" for k in range(len(images))])
+                              origin=[f"{path}:frame {k}" for k in range(len(images))], dipole=np.array(dipoles),
+                              partial_charges=partial_charges)

@@ -1,5 +1,7 @@
 """SPICE HDF5 as released: one group per molecule with `atomic_numbers`, `conformations` (bohr),
-`dft_total_energy` (hartree), `dft_total_gradient` (hartree/bohr; forces = -gradient), `smiles`, `subset`.
+`dft_total_energy` (hartree), `dft_total_gradient` (hartree/bohr; forces = -gradient), `smiles`, `subset`;
+where present `scf_dipole` (e·bohr, about the coordinates' origin) and `mbis_charges` (e), the labels of
+long-range models (groups without them get NaN: no loss on them).
 
 Groups are read one at a time, so a filtered subset of a large file never needs the whole file in memory.
 """
@@ -73,10 +75,12 @@ def read_spice(path: str, subsets: Optional[Sequence[str]] = None, elements: Opt
                 keep = keep[np.abs(F).reshape(len(R), -1).max(axis=1) <= max_force]
             if len(keep) == 0:
                 continue
+            dipole = group["scf_dipole"][()][keep] * BOHR_ANGSTROM if "scf_dipole" in group else None
+            charges = list(group["mbis_charges"][()].reshape(len(R), len(z))[keep]) if "mbis_charges" in group else None
             parts.append(frames_from_arrays(
                 str(path), [z] * len(keep), list(R[keep]), list(F[keep]), E[keep], [name] * len(keep),
                 charge=np.full(len(keep), float(charge)), subset=[subset] * len(keep),
-                origin=[f"{path}:{name}:conformation {k}" for k in keep]))
+                origin=[f"{path}:{name}:conformation {k}" for k in keep], dipole=dipole, partial_charges=charges))
     if not parts:
         raise DataError(f"{path}: no molecule passed the filters (subsets={subsets}, elements={elements}, "
                         f"charges={charges}, max_force={max_force})")

@@ -1,0 +1,51 @@
+"""benchmarks/train_accuracy.py and finetune_accuracy.py: MACE's log read into a learning curve, the
+frames MACE gets equal ours, and our side of the benchmark end to end (MACE needs the peers' environment)."""
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from train_accuracy import DATASETS, parse_mace_log, plot, prepare, train_ours, write_extxyz  # noqa: E402
+
+# lines as mace-torch 0.3.16 writes them (error_table PerAtomMAE)
+MACE_LOG = """\
+2026-11-28 04:15:34.351 INFO: Started training, reporting errors on validation set
+2026-11-28 04:15:34.351 INFO: Loss metrics on validation set
+2026-11-28 04:15:37.120 INFO: Initial: head: Default, loss=15.43631756, MAE_E_per_atom=   39.49 meV, MAE_F=  897.79 meV / A
+2026-11-28 04:16:39.000 INFO: Epoch 0: head: Default, loss=0.25272932, MAE_E_per_atom=  282.30 meV, MAE_F=  109.15 meV / A
+2026-11-28 04:17:44.488 INFO: Epoch 2: head: Default, loss=0.05388284, MAE_E_per_atom=  123.56 meV, MAE_F=   49.75 meV / A
+"""
+
+
+def test_mace_log_becomes_a_learning_curve():
+    epochs, curve = parse_mace_log(MACE_LOG)
+    assert epochs == 3  # MACE numbers epochs from 0
+    assert curve["force_mae_meV_A"] == [109.15, 49.75]
+    np.testing.assert_allclose(curve["minutes"], [(64.649) / 60, (130.137) / 60], rtol=1e-6)
+
+
+def test_mace_reads_the_same_frames_in_the_same_units(tmp_path):
+    trainer = prepare("ethanol", 1.0, tmp_path, [])
+    frames = trainer.frames.select(trainer.split.test[:5])
+    write_extxyz(frames, tmp_path / "test.xyz")
+    images = ase.io.read(tmp_path / "test.xyz", ":")
+    assert len(images) == 5
+    for k, image in enumerate(images):
+        atoms = frames.atoms(k)
+        assert image.info["REF_energy"] == pytest.approx(frames.energy[k], abs=1e-9)
+        np.testing.assert_allclose(image.arrays["REF_forces"], frames.forces[atoms], atol=1e-7)  # 8 decimals
+        np.testing.assert_allclose(image.positions, frames.positions[atoms], atol=1e-7)
+
+
+def test_our_side_of_the_benchmark_runs_to_a_scored_model(tmp_path):
+    trainer = prepare("3bpa", 0.05, tmp_path, ["model.num_features=16", "model.num_layers=1", "data.train=20",
+                                               "data.valid=5", "data.test=5"])
+    assert trainer.config.data.options == DATASETS["3bpa"]["options"]
+    result = train_ours(trainer)
+    assert result["metrics"]["frames"] == 5 and result["metrics"]["forces"]["mae_meV"] > 0
+    assert len(result["curve"]["minutes"]) == result["epochs"] >= 1
+    plot({"3bpa": {"SO3krates": result}}, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
