@@ -149,6 +149,10 @@ def test_elements_the_start_model_lacks_are_named(long_range_model, tmp_path):
 @needs_spice
 def test_check_data_flags_charges_that_miss_the_total_charge():
     frames = read_frames(SPICE, elements=[1, 6, 7]).select(range(4))
+    import h5py
+    with h5py.File(SPICE) as raw:  # read in e·Å and e: the SCF dipole converted from e·bohr
+        np.testing.assert_allclose(frames.dipole[0], raw["103147721/scf_dipole"][0] * 0.529177210903, rtol=1e-6)
+        np.testing.assert_allclose(frames.partial_charges[:27], raw["103147721/mbis_charges"][0, :, 0], rtol=1e-6)
     assert not [f for f in check_frames(frames) if "charges" in f.problem or "dipole" in f.problem]
     frames.partial_charges[frames.atoms(2)] += 0.01
     frames.dipole[3] *= 100  # e·Å read as if it were 100 times larger (a unit slip)

@@ -76,7 +76,12 @@ def read_spice(path: str, subsets: Optional[Sequence[str]] = None, elements: Opt
             if len(keep) == 0:
                 continue
             dipole = group["scf_dipole"][()][keep] * BOHR_ANGSTROM if "scf_dipole" in group else None
-            charges = list(group["mbis_charges"][()].reshape(len(R), len(z))[keep]) if "mbis_charges" in group else None
+            charges = None
+            if "mbis_charges" in group:  # (n, N, 1) as released; per-frame shapes are checked below
+                q = group["mbis_charges"][()]
+                if len(q) != len(R):
+                    raise DataError(f"{where}: mbis_charges has {len(q)} conformations, conformations {len(R)}")
+                charges = list(q.reshape(len(q), -1)[keep])
             parts.append(frames_from_arrays(
                 str(path), [z] * len(keep), list(R[keep]), list(F[keep]), E[keep], [name] * len(keep),
                 charge=np.full(len(keep), float(charge)), subset=[subset] * len(keep),
