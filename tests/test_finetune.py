@@ -186,3 +186,17 @@ def test_exported_long_range_model_runs_in_openmm_with_its_long_range_terms(long
         pytest.approx(energy[0] * KJ_PER_MOL_PER_EV, rel=1e-9)
     np.testing.assert_allclose(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
                                forces * KJ_PER_MOL_PER_EV * 10.0, rtol=1e-6, atol=1e-6)
+
+
+def test_init_from_a_model_file_of_the_previous_format_reproduces_it():
+    """A 0.1.0 model file (format 3, inside LegacyCall) as the start: the rebuilt network is that model."""
+    from so3krates.model import SO3kratesPotential
+    from so3krates_train.finetune import load_initial_model
+
+    path = ROOT / "tests" / "data" / "checkpoint_0.1.0_model.pt"
+    frames = read_frames(ETHANOL).select(range(3))
+    original = predict_frames(load_model(path)[0], frames)
+    rebuilt = predict_frames(torch.jit.script(SO3kratesPotential(load_initial_model(str(path), [1, 6, 8],
+                                                                                    torch.float64))), frames)
+    np.testing.assert_allclose(rebuilt[0], original[0], rtol=1e-12)
+    np.testing.assert_allclose(rebuilt[1], original[1], atol=1e-9)
