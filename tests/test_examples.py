@@ -53,3 +53,23 @@ def test_examples_run_so3lr_by_default(tmp_path):
     assert "2 frames" in out
     out = run("chignolin.py", "--steps", "10", "--report-interval", "5", "--output", str(tmp_path / "c"))
     assert "2 frames" in out
+
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_example_configurations_are_valid(config):
+    from so3krates_train.config import load_config
+
+    assert load_config(str(EXAMPLES / config)).data.path
+
+
+@pytest.mark.parametrize("config", ["rmd17_ethanol.yaml", "finetune_so3lr.yaml"])
+def test_example_configurations_with_shipped_data_build_their_trainer(config, tmp_path, monkeypatch):
+    """The configurations whose data ship read them and build their model (no steps taken)."""
+    from so3krates_train.config import load_config
+    from so3krates_train.trainer import Trainer
+
+    monkeypatch.chdir(EXAMPLES.parent)  # their data paths are relative to the repository
+    trainer = Trainer(load_config(str(EXAMPLES / config), [f"output={tmp_path}", "optim.epochs=0"]),
+                      show_progress=False)
+    assert len(trainer.train_frames) > 0
