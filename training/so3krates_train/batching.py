@@ -81,11 +81,10 @@ class EnergiesAndProperties(torch.nn.Module):
         return self.model.energies_and_properties(*args)
 
 
-def predict(model: torch.nn.Module, batch: Dict[str, torch.Tensor], create_graph: bool,
-            lr_cutoff: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """(energy (B,) eV, forces (N, 3) eV/Å, partial charges (N,) e or None) of an SO3krates network, or
-    an EnergiesAndProperties around one, on a collated batch (lr_cutoff Å: the long-range pairs' cutoff)."""
-    positions = batch["positions"].detach().requires_grad_(True)
+def molecule_energies(model: torch.nn.Module, batch: Dict[str, torch.Tensor], positions: torch.Tensor,
+                      lr_cutoff: Optional[float] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(energy (B,) eV, partial charges (N,) e or None) of an SO3krates network, or an EnergiesAndProperties
+    around one, on a collated batch at `positions` (N, 3) Å (lr_cutoff Å: the long-range pairs' cutoff)."""
     vectors = positions.index_select(0, batch["idx_j"]) - positions.index_select(0, batch["idx_i"])
     lr_vectors = None
     if "lr_idx_i" in batch:
@@ -95,7 +94,14 @@ def predict(model: torch.nn.Module, batch: Dict[str, torch.Tensor], create_graph
     outputs = model.energies_and_properties(*inputs) if isinstance(model, SO3krates) else model(*inputs)
     atomic, charges = outputs[0], outputs[1]
     energy = torch.zeros(len(batch["n_atoms"]), dtype=atomic.dtype, device=atomic.device)
-    energy = energy.index_add(0, batch["batch"], atomic)
+    return energy.index_add(0, batch["batch"], atomic), charges
+
+
+def predict(model: torch.nn.Module, batch: Dict[str, torch.Tensor], create_graph: bool,
+            lr_cutoff: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """(energy (B,) eV, forces (N, 3) eV/Å, partial charges (N,) e or None): molecule_energies and -dE/dx."""
+    positions = batch["positions"].detach().requires_grad_(True)
+    energy, charges = molecule_energies(model, batch, positions, lr_cutoff)
     forces = -torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)[0]
     return energy, forces, charges
 

@@ -15,7 +15,7 @@ from so3krates.elements import symbol
 from so3krates.model import SO3krates
 from so3krates.model_file import ModelFileError, load_model
 
-from .batching import collate
+from .batching import collate, molecule_energies
 from .data import DataError, Frames
 from .fitting import fit_atomic_energies
 
@@ -51,14 +51,7 @@ def model_energies(model: SO3krates, frames: Frames, batch_size: int = 32) -> np
     for start in range(0, len(frames), batch_size):
         batch = collate(frames, range(start, min(start + batch_size, len(frames))), config.cutoff, dtype, device,
                         config.long_range, config.lr_cutoff)
-        positions = batch["positions"]
-        lr_vectors = None
-        if config.long_range:
-            lr_vectors = positions[batch["lr_idx_j"]] - positions[batch["lr_idx_i"]]
-        atomic = model(batch["atomic_numbers"], positions[batch["idx_j"]] - positions[batch["idx_i"]], batch["idx_i"],
-                       batch["idx_j"], batch["batch"], batch["charge"], False, None, lr_vectors,
-                       batch.get("lr_idx_i"), batch.get("lr_idx_j"), config.lr_cutoff)
-        total = torch.zeros(len(batch["n_atoms"]), dtype=atomic.dtype, device=device).index_add(0, batch["batch"], atomic)
+        total = molecule_energies(model, batch, batch["positions"], config.lr_cutoff)[0]
         energies.append(total.double().cpu().numpy())
     return np.concatenate(energies)
 

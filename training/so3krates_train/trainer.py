@@ -276,13 +276,14 @@ class Trainer:
                     progress.update(task, advance=1, description=f"loss {loss.item():.3e}  E {1000 * e_mae:.1f} "
                                                                  f"meV/atom  F {1000 * f_mae:.1f} meV/Å")
                 self.epoch += 1
-                self.seconds_per_step = self._elapsed(start) / self.steps_per_epoch
+                elapsed = self._elapsed(start)
+                self.seconds_per_step = elapsed / self.steps_per_epoch
                 last = self.epoch == o.epochs or (o.time_limit_s is not None and
-                                                  self.train_seconds + self._elapsed(start) >= o.time_limit_s)
+                                                  self.train_seconds + elapsed >= o.time_limit_s)
                 if self.epoch % self.config.eval_every == 0 or last:
                     self._evaluate_and_save(loss.item(), start)
                 else:
-                    self.train_seconds += self._elapsed(start)
+                    self.train_seconds += elapsed
         if self.rank == 0:
             return self.export(self.out / "model.pt")
         return None

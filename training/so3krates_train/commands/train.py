@@ -3,7 +3,9 @@
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model on reference data",
-                       description="Fit per-element energies, train SO3krates on energies and forces, write "
+                       description="Fit per-element energies (or, with init_from=so3lr or a model file, start "
+                                   "from that model and refit them), train SO3krates on energies and forces (and "
+                                   "dipoles and partial charges for long-range models), write "
                                    "checkpoints (latest.pt, best.pt), metrics.csv and the final model.pt into "
                                    "the run's output directory. Overrides like optim.lr=3e-4 data.train=500 "
                                    "change the YAML config. Interrupted runs continue with --resume. "
