@@ -54,6 +54,29 @@ def test_md_in_water_runs(tmp_path, capsys):
     assert "(22 ML)" in capsys.readouterr().out
 
 
+EXAMPLE_DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+
+
+def test_md_in_water_with_electrostatic_embedding_and_all_ml(tmp_path, capsys):
+    """The diglycine zwitterion with SO3LR: ML/MM with its own charges, and all-ML water."""
+    pdb = str(EXAMPLE_DATA / "diglycine.pdb")
+    assert main(["md", "--model", "so3lr", "--pdb", pdb, "--water", "1.0", "--embedding", "electrostatic",
+                 "--steps", "2", "--report-interval", "1", "--output", str(tmp_path / "embedded")]) == 0
+    assert "(17 ML)" in capsys.readouterr().out
+    assert main(["md", "--model", "so3lr", "--pdb", pdb, "--water", "1.0", "--all-ml", "--steps", "2",
+                 "--report-interval", "1", "--output", str(tmp_path / "all-ml")]) == 0
+    out = capsys.readouterr().out
+    atoms = int(out.split(" atoms (")[0].split()[-1])
+    assert f"{atoms} atoms ({atoms} ML)" in out and atoms > 500
+
+
+def test_md_in_water_keeps_counter_ions_out_of_the_ml_region(tmp_path, capsys):
+    """Chignolin (−2 e) gets two Na+ from the solvation; the ML region is the peptide alone."""
+    assert main(["md", "--model", "so3lr", "--pdb", str(EXAMPLE_DATA / "chignolin.pdb"), "--water", "1.0",
+                 "--steps", "1", "--report-interval", "1", "--output", str(tmp_path / "md")]) == 0
+    assert "(138 ML)" in capsys.readouterr().out
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -66,6 +89,12 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert "supported elements: H, C" in capsys.readouterr().err
     assert main(["md", "--model", str(tmp_path / "m.pt"), "--water", "0.5"]) == 2
     assert "too small" in capsys.readouterr().err
+    assert main(["md", "--model", "so3lr", "--all-ml"]) == 2
+    assert "give --water PADDING_NM" in capsys.readouterr().err
+    assert main(["md", "--model", "so3lr", "--water", "1.0", "--all-ml", "--embedding", "electrostatic"]) == 2
+    assert "either --all-ml or --embedding" in capsys.readouterr().err
+    assert main(["md", "--model", str(tmp_path / "m.pt"), "--water", "1.0", "--embedding", "electrostatic"]) == 2
+    assert "needs a model that predicts partial charges" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from so3krates.model import NeighborList
+from so3krates.model.neighbors import PairsBetween
 
 from conftest import small_config
 from so3krates.model_file import create_potential
@@ -82,6 +83,45 @@ def test_periodic_neighbor_list_equals_brute_force(seed, triclinic, implementati
     assert [(i, j) for i, j, _ in got_d] == [(i, j) for i, j, _ in expected_d]
     np.testing.assert_allclose([d for *_, d in got_d], [d for *_, d in expected_d], rtol=1e-9)
     assert len(expected) > n  # the test exercises pairs
+
+
+def brute_force_between(queries: np.ndarray, points: np.ndarray, box, cutoff: float) -> list:
+    """sorted [(query, point, distance)] over every image within the cutoff (of the wrapped positions)"""
+    images = [np.zeros(3)]
+    if box is not None:
+        queries, points = [(p @ np.linalg.inv(box) % 1.0) @ box for p in (queries, points)]
+        widths = abs(np.linalg.det(box)) / np.linalg.norm(np.cross(box[[1, 2, 0]], box[[2, 0, 1]]), axis=1)
+        reach = int(np.ceil(cutoff / widths.min())) + 1
+        images = [np.array(n) @ box for n in itertools.product(range(-reach, reach + 1), repeat=3)]
+    found = []
+    for shift in images:
+        d = np.linalg.norm(points[None, :, :] + shift - queries[:, None, :], axis=-1)
+        found += [(int(a), int(b), round(float(d[a, b]), 9)) for a, b in zip(*np.nonzero(d < cutoff))]
+    return sorted(found)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
+@pytest.mark.parametrize("width", [None, 2.0, 0.7], ids=["vacuum", "box>2cutoff", "box<cutoff"])
+@pytest.mark.parametrize("counts", [(5, 300), (120, 80)], ids=["few-queries", "many-queries"])
+def test_pairs_between_two_sets_equal_brute_force(compiled, width, counts):
+    """The ML–MM list of electrostatic embedding: every image within the cutoff once, unwrapped
+    positions, and (vacuum) queries outside the points' bounding box."""
+    rng = np.random.default_rng(width is None)
+    cutoff = 3.0
+    box = None if width is None else reduced_box(rng, True, width * cutoff)
+    n_queries, n_points = counts
+    if box is None:
+        queries, points = rng.uniform(-4, 12, size=(n_queries, 3)), rng.uniform(0, 8, size=(n_points, 3))
+    else:
+        queries, points = rng.uniform(-1.5, 2.5, size=(n_queries, 3)) @ box, rng.uniform(-1, 2, size=(n_points, 3)) @ box
+    idx_q, idx_p, shifts = PairsBetween(cutoff, compiled=compiled)(
+        torch.tensor(queries), torch.tensor(points), None if box is None else torch.tensor(box))
+    distance = np.linalg.norm(points[idx_p.numpy()] + shifts.numpy() - queries[idx_q.numpy()], axis=1)
+    got = sorted((int(a), int(b), round(float(d), 9)) for a, b, d in zip(idx_q, idx_p, distance))
+    expected = brute_force_between(queries, points, box, cutoff)
+    assert got == expected and len(expected) > n_queries
+    empty = PairsBetween(cutoff, compiled=compiled)(torch.tensor(queries), torch.zeros(0, 3, dtype=torch.float64))
+    assert all(t.shape[0] == 0 for t in empty)
 
 
 @pytest.mark.parametrize("seed", range(3))

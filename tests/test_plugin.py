@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import openmm
+import openmm.app as app
+import openmm.unit as unit
 import pytest
 import torch
 from openmmml import MLPotential
@@ -18,6 +20,7 @@ from so3krates import _ops
 from test_openmm import openmm_energy_forces
 
 PLUGIN_TESTS = Path(__file__).resolve().parents[1] / "plugin" / "tests"
+DIGLYCINE = Path(__file__).resolve().parents[1] / "examples" / "data" / "diglycine.pdb"
 
 
 @pytest.fixture(scope="module", params=["test model", "so3lr"])
@@ -45,8 +48,24 @@ print(json.dumps({"energy": state.getPotentialEnergy()._value, "forces": state.g
 """
 
 
-def test_serialized_system_runs_in_a_process_without_our_package(serialized):
-    folder, pos_nm, energy, forces = serialized
+@pytest.fixture(scope="module")
+def serialized_embedded(tmp_path_factory):
+    """System XML of SO3LR's diglycine zwitterion in TIP3P with electrostatic embedding (PME for MM–MM)."""
+    pdb = app.PDBFile(str(DIGLYCINE))
+    forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.addSolvent(forcefield, padding=1.0 * unit.nanometer, model="tip3p")
+    mm_system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer)
+    system = MLPotential("so3lr").createMixedSystem(modeller.topology, mm_system, range(pdb.topology.getNumAtoms()),
+                                                    precision="double", embedding="electrostatic")
+    folder = tmp_path_factory.mktemp("serialized_embedded")
+    (folder / "system.xml").write_text(openmm.XmlSerializer.serialize(system))
+    pos_nm = np.array(modeller.getPositions().value_in_unit(unit.nanometer))
+    energy, forces = openmm_energy_forces(system, pos_nm, "Reference")
+    return folder, pos_nm, energy, forces
+
+
+def run_in_fresh_process(folder: Path, pos_nm: np.ndarray, energy: float, forces: np.ndarray) -> None:
     result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder / "system.xml"), json.dumps(pos_nm.tolist())],
                             capture_output=True, text=True, timeout=300, cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -54,6 +73,14 @@ def test_serialized_system_runs_in_a_process_without_our_package(serialized):
     assert not out["so3krates_imported"]
     assert out["energy"] == pytest.approx(energy, rel=1e-9)
     np.testing.assert_allclose(out["forces"], forces, rtol=1e-9, atol=1e-9)
+
+
+def test_serialized_system_runs_in_a_process_without_our_package(serialized):
+    run_in_fresh_process(*serialized)
+
+
+def test_serialized_electrostatic_embedding_runs_in_a_process_without_our_package(serialized_embedded):
+    run_in_fresh_process(*serialized_embedded)
 
 
 def plugin_directory() -> Path:

@@ -8,6 +8,9 @@
 // half=False: both (i, j) and (j, i) (the message-passing list); half=True: each pair once (the
 // long-range list; pair energies are then counted once). The Python NeighborList calls it with
 // detached positions; an infinite cutoff (vacuum only) gives all pairs.
+//   so3krates::neighbor_pairs_between(queries, points, cell?, cutoff) -> (idx_query, idx_point, shifts)
+// pairs two sets (the ML atoms and the MM charges of electrostatic embedding) with the same cell list
+// over the points: cost linear in both counts, r = points[idx_point] - queries[idx_query] + shifts.
 #include <torch/library.h>
 #include <torch/torch.h>
 
@@ -45,73 +48,69 @@ struct PairList {
   std::vector<T> shift;
 };
 
-// The search space: atoms sorted into a grid of cells, and how many cells to look along each axis.
+// The search space: points sorted into a grid of cells, and how many cells to look along each axis.
+// Vacuum grids span the points' bounding box; a query outside it is placed in the nearest cell,
+// which only brings it closer to every point, so no pair within the cutoff is missed.
+template <typename T>
 struct Grid {
   std::array<int64_t, 3> cells{1, 1, 1};
-  std::array<int64_t, 3> reach{0, 0, 0};   // neighbour cells visited: offsets -reach..reach
-  std::vector<std::array<int64_t, 3>> coord;  // cell of each atom
-  std::vector<std::array<int64_t, 3>> image;  // periodic: lattice translation that wraps each atom into the box
+  std::array<int64_t, 3> reach{0, 0, 0};  // neighbour cells visited: offsets -reach..reach
+  std::array<T, 3> low{0, 0, 0}, extent{1, 1, 1};  // vacuum: the bounding box
+  const T (*box)[3] = nullptr;                      // periodic: the cell (rows a, b, c)
+
+  // cells at least `cutoff / kCellDivisions` wide, at most a few per point (a dilute gas must not
+  // allocate millions)
+  void size(const std::array<T, 3>& widths, T cutoff, int64_t n_points) {
+    T width = cutoff / kCellDivisions;
+    for (;;) {
+      int64_t total = 1;
+      for (int k = 0; k < 3; ++k) {
+        cells[k] = std::max<int64_t>(1, static_cast<int64_t>(std::floor(widths[k] / width)));
+        total *= cells[k];
+      }
+      if (total <= std::max<int64_t>(64, 4 * n_points)) break;
+      width *= 1.5;
+    }
+    for (int k = 0; k < 3; ++k)
+      reach[k] = static_cast<int64_t>(std::ceil(cutoff * static_cast<T>(cells[k]) / widths[k]));
+  }
+
+  // the cell of position r and (periodic) the lattice translation that wraps r into the box
+  void locate(const T* r, std::array<int64_t, 3>& coord, std::array<int64_t, 3>& image) const {
+    T f[3];
+    if (box != nullptr) {  // fractional coordinates of a lower-triangular box by forward substitution
+      f[2] = r[2] / box[2][2];
+      f[1] = (r[1] - f[2] * box[2][1]) / box[1][1];
+      f[0] = (r[0] - f[2] * box[2][0] - f[1] * box[1][0]) / box[0][0];
+    } else {
+      for (int k = 0; k < 3; ++k) f[k] = (r[k] - low[k]) / extent[k];
+    }
+    for (int k = 0; k < 3; ++k) {
+      const T whole = box != nullptr ? std::floor(f[k]) : T(0);
+      image[k] = static_cast<int64_t>(whole);
+      const int64_t c = static_cast<int64_t>(std::floor((f[k] - whole) * static_cast<T>(cells[k])));
+      coord[k] = std::min<int64_t>(cells[k] - 1, std::max<int64_t>(0, c));
+    }
+  }
 };
 
-// grid with cells at least `cutoff / kCellDivisions` wide along `extent` (box widths or the
-// molecule's bounding box), at most a few cells per atom (a dilute gas must not allocate millions)
 template <typename T>
-void size_grid(Grid& grid, const std::array<T, 3>& extent, T cutoff, int64_t n_atoms) {
-  T width = cutoff / kCellDivisions;
-  for (;;) {
-    int64_t total = 1;
-    for (int k = 0; k < 3; ++k) {
-      grid.cells[k] = std::max<int64_t>(1, static_cast<int64_t>(std::floor(extent[k] / width)));
-      total *= grid.cells[k];
-    }
-    if (total <= std::max<int64_t>(64, 4 * n_atoms)) break;
-    width *= 1.5;
+Grid<T> make_grid(const T* pos, int64_t n, const T (*box)[3], T cutoff) {
+  Grid<T> grid;
+  grid.box = box;
+  if (box != nullptr) {
+    grid.size(perpendicular_widths(box), cutoff, n);
+    return grid;
   }
-  for (int k = 0; k < 3; ++k)
-    grid.reach[k] = static_cast<int64_t>(std::ceil(cutoff * static_cast<T>(grid.cells[k]) / extent[k]));
-}
-
-template <typename T>
-Grid periodic_grid(const T* pos, int64_t n, const T box[3][3], T cutoff) {
-  Grid grid;
-  size_grid<T>(grid, perpendicular_widths(box), cutoff, n);
-  grid.coord.resize(n);
-  grid.image.resize(n);
-  for (int64_t a = 0; a < n; ++a) {
-    // fractional coordinates of a lower-triangular box by forward substitution
-    const T* r = pos + 3 * a;
-    T f[3];
-    f[2] = r[2] / box[2][2];
-    f[1] = (r[1] - f[2] * box[2][1]) / box[1][1];
-    f[0] = (r[0] - f[2] * box[2][0] - f[1] * box[1][0]) / box[0][0];
-    for (int k = 0; k < 3; ++k) {
-      const T whole = std::floor(f[k]);
-      grid.image[a][k] = static_cast<int64_t>(whole);
-      const int64_t c = static_cast<int64_t>((f[k] - whole) * static_cast<T>(grid.cells[k]));
-      grid.coord[a][k] = std::min<int64_t>(grid.cells[k] - 1, std::max<int64_t>(0, c));
-    }
-  }
-  return grid;
-}
-
-template <typename T>
-Grid vacuum_grid(const T* pos, int64_t n, T cutoff) {
-  Grid grid;
-  std::array<T, 3> lo{pos[0], pos[1], pos[2]}, hi{pos[0], pos[1], pos[2]};
+  std::array<T, 3> hi{pos[0], pos[1], pos[2]};
+  grid.low = hi;
   for (int64_t a = 1; a < n; ++a)
     for (int k = 0; k < 3; ++k) {
-      lo[k] = std::min(lo[k], pos[3 * a + k]);
+      grid.low[k] = std::min(grid.low[k], pos[3 * a + k]);
       hi[k] = std::max(hi[k], pos[3 * a + k]);
     }
-  std::array<T, 3> extent;
-  for (int k = 0; k < 3; ++k) extent[k] = std::max(hi[k] - lo[k], cutoff) * (1 + 1e-6);
-  size_grid<T>(grid, extent, cutoff, n);
-  grid.coord.resize(n);
-  for (int64_t a = 0; a < n; ++a)
-    for (int k = 0; k < 3; ++k) {
-      const int64_t c = static_cast<int64_t>((pos[3 * a + k] - lo[k]) / extent[k] * static_cast<T>(grid.cells[k]));
-      grid.coord[a][k] = std::min<int64_t>(grid.cells[k] - 1, std::max<int64_t>(0, c));
-    }
+  for (int k = 0; k < 3; ++k) grid.extent[k] = std::max(hi[k] - grid.low[k], cutoff) * (1 + 1e-6);
+  grid.size(grid.extent, cutoff, n);
   return grid;
 }
 
@@ -123,8 +122,12 @@ inline bool first_of_pair(int64_t a, int64_t b, const int64_t t[3]) {
   return false;
 }
 
+// Pairs (a, b, t) of a query atom a and a point b with |points[b] + t . box - queries[a]| < cutoff.
+// `same`: the queries are the points (one set): an atom is not its own pair in its own image, and
+// `half` keeps each pair once. Otherwise (two sets, e.g. ML and MM atoms) every (a, b) is tested.
 template <typename T>
-PairList<T> search(const T* pos, int64_t n, const T (*box)[3], T cutoff, bool half) {
+PairList<T> search(const T* queries, int64_t n_queries, const T* points, int64_t n_points, const T (*box)[3],
+                   T cutoff, bool same, bool half) {
   PairList<T> out;
   const T cutoff2 = cutoff * cutoff;
   // test r_b - r_a + t . box (t: integer lattice translation; zero in vacuum)
@@ -135,7 +138,7 @@ PairList<T> search(const T* pos, int64_t n, const T (*box)[3], T cutoff, bool ha
         for (int c = 0; c < 3; ++c) s[c] += static_cast<T>(t[k]) * box[k][c];
     T d2 = 0;
     for (int c = 0; c < 3; ++c) {
-      const T d = pos[3 * b + c] - pos[3 * a + c] + s[c];
+      const T d = points[3 * b + c] - queries[3 * a + c] + s[c];
       d2 += d * d;
     }
     if (d2 < cutoff2) {
@@ -144,26 +147,40 @@ PairList<T> search(const T* pos, int64_t n, const T (*box)[3], T cutoff, bool ha
       out.shift.insert(out.shift.end(), s, s + 3);
     }
   };
+  auto wanted = [&](int64_t a, int64_t b, const int64_t wraps[3]) {
+    if (!same) return true;
+    if (a == b && wraps[0] == 0 && wraps[1] == 0 && wraps[2] == 0) return false;  // the atom itself
+    return !half || first_of_pair(a, b, wraps);
+  };
+  if (n_queries == 0 || n_points == 0) return out;
   const int64_t zero[3] = {0, 0, 0};
-  if (box == nullptr && (n <= kAllPairsMaxAtoms || !std::isfinite(cutoff))) {
-    for (int64_t a = 0; a < n; ++a)
-      for (int64_t b = half ? a + 1 : 0; b < n; ++b)
-        if (a != b) test(a, b, zero);
+  if (box == nullptr && (n_queries * n_points <= kAllPairsMaxAtoms * kAllPairsMaxAtoms || !std::isfinite(cutoff))) {
+    for (int64_t a = 0; a < n_queries; ++a)
+      for (int64_t b = same && half ? a + 1 : 0; b < n_points; ++b)
+        if (wanted(a, b, zero)) test(a, b, zero);
     return out;
   }
-  const Grid grid = box != nullptr ? periodic_grid<T>(pos, n, box, cutoff) : vacuum_grid<T>(pos, n, cutoff);
+  const Grid<T> grid = make_grid<T>(points, n_points, box, cutoff);
   const auto& cells = grid.cells;
-  // counting sort of atoms by cell
+  // counting sort of the points by cell
   const int64_t total = cells[0] * cells[1] * cells[2];
   auto cell_id = [&](const std::array<int64_t, 3>& c) { return (c[0] * cells[1] + c[1]) * cells[2] + c[2]; };
-  std::vector<int64_t> start(total + 1, 0), order(n);
-  for (int64_t a = 0; a < n; ++a) ++start[cell_id(grid.coord[a]) + 1];
+  std::vector<std::array<int64_t, 3>> point_image(n_points);
+  std::vector<int64_t> start(total + 1, 0), order(n_points), point_cell(n_points);
+  for (int64_t b = 0; b < n_points; ++b) {
+    std::array<int64_t, 3> coord;
+    grid.locate(points + 3 * b, coord, point_image[b]);
+    point_cell[b] = cell_id(coord);
+    ++start[point_cell[b] + 1];
+  }
   for (int64_t c = 0; c < total; ++c) start[c + 1] += start[c];
   std::vector<int64_t> fill(start.begin(), start.end() - 1);
-  for (int64_t a = 0; a < n; ++a) order[fill[cell_id(grid.coord[a])]++] = a;
+  for (int64_t b = 0; b < n_points; ++b) order[fill[point_cell[b]]++] = b;
 
   const auto& reach = grid.reach;
-  for (int64_t a = 0; a < n; ++a) {
+  for (int64_t a = 0; a < n_queries; ++a) {
+    std::array<int64_t, 3> coord, image;
+    grid.locate(queries + 3 * a, coord, image);
     for (int64_t ox = -reach[0]; ox <= reach[0]; ++ox)
       for (int64_t oy = -reach[1]; oy <= reach[1]; ++oy)
         for (int64_t oz = -reach[2]; oz <= reach[2]; ++oz) {
@@ -172,7 +189,7 @@ PairList<T> search(const T* pos, int64_t n, const T (*box)[3], T cutoff, bool ha
           int64_t wraps[3] = {0, 0, 0};  // periodic: how many boxes the visited cell lies away
           bool inside = true;
           for (int k = 0; k < 3; ++k) {
-            const int64_t u = grid.coord[a][k] + offset[k];
+            const int64_t u = coord[k] + offset[k];
             if (box != nullptr) {
               c[k] = ((u % cells[k]) + cells[k]) % cells[k];
               wraps[k] = (u - c[k]) / cells[k];
@@ -185,16 +202,10 @@ PairList<T> search(const T* pos, int64_t n, const T (*box)[3], T cutoff, bool ha
           const int64_t id = cell_id(c);
           for (int64_t m = start[id]; m < start[id + 1]; ++m) {
             const int64_t b = order[m];
-            if (box == nullptr) {
-              if (a != b && (!half || a < b)) test(a, b, zero);
-              continue;
-            }
+            if (!wanted(a, b, wraps)) continue;
             // b's wrapped copy in the visited cell, seen from a's wrapped copy
             int64_t t[3];
-            for (int k = 0; k < 3; ++k) t[k] = wraps[k] + grid.image[a][k] - grid.image[b][k];
-            const int64_t image_of_wrapped[3] = {wraps[0], wraps[1], wraps[2]};
-            if (a == b && wraps[0] == 0 && wraps[1] == 0 && wraps[2] == 0) continue;  // the atom itself
-            if (half && !first_of_pair(a, b, image_of_wrapped)) continue;
+            for (int k = 0; k < 3; ++k) t[k] = wraps[k] + image[k] - point_image[b][k];
             test(a, b, t);
           }
         }
@@ -203,13 +214,14 @@ PairList<T> search(const T* pos, int64_t n, const T (*box)[3], T cutoff, bool ha
 }
 
 template <typename T>
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> pairs_for(const torch::Tensor& positions,
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> pairs_for(const torch::Tensor& queries,
+                                                                  const c10::optional<torch::Tensor>& points,
                                                                   const c10::optional<torch::Tensor>& cell,
                                                                   double cutoff, bool half) {
   T box[3][3] = {};
   if (cell.has_value()) {
     TORCH_CHECK_VALUE(std::isfinite(cutoff), "a periodic neighbour list needs a finite cutoff");
-    const auto b = cell->to(positions.dtype()).contiguous();
+    const auto b = cell->to(queries.dtype()).contiguous();
     const T* data = b.data_ptr<T>();
     for (int r = 0; r < 3; ++r)
       for (int c = 0; c < 3; ++c) box[r][c] = data[3 * r + c];
@@ -217,28 +229,50 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> pairs_for(const torch::T
                           box[1][2] == 0,
                       "the periodic cell must be lower triangular with a positive diagonal (OpenMM's reduced form)");
   }
-  const auto pos = positions.contiguous();
-  PairList<T> pairs = search<T>(pos.data_ptr<T>(), pos.size(0), cell.has_value() ? box : nullptr,
-                                static_cast<T>(cutoff), half);
-  const int64_t p = static_cast<int64_t>(pairs.i.size());
+  const auto q = queries.contiguous();
+  const auto p = points.has_value() ? points->contiguous() : q;
+  PairList<T> pairs = search<T>(q.data_ptr<T>(), q.size(0), p.data_ptr<T>(), p.size(0),
+                                cell.has_value() ? box : nullptr, static_cast<T>(cutoff), !points.has_value(), half);
+  const int64_t n = static_cast<int64_t>(pairs.i.size());
   auto long_options = torch::TensorOptions().dtype(torch::kLong);
-  auto idx_i = torch::from_blob(pairs.i.data(), {p}, long_options).clone();
-  auto idx_j = torch::from_blob(pairs.j.data(), {p}, long_options).clone();
-  auto shifts = torch::from_blob(pairs.shift.data(), {p, 3}, positions.options()).clone();
+  auto idx_i = torch::from_blob(pairs.i.data(), {n}, long_options).clone();
+  auto idx_j = torch::from_blob(pairs.j.data(), {n}, long_options).clone();
+  auto shifts = torch::from_blob(pairs.shift.data(), {n, 3}, queries.options()).clone();
   return {idx_i, idx_j, shifts};
+}
+
+void check_positions(const torch::Tensor& positions, const char* what) {
+  TORCH_CHECK_VALUE(positions.dim() == 2 && positions.size(1) == 3, what, " must have shape (N, 3), got ",
+                    positions.sizes());
+  TORCH_CHECK_VALUE(positions.scalar_type() == torch::kFloat || positions.scalar_type() == torch::kDouble, what,
+                    " must be float32 or float64");
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> dispatch(const torch::Tensor& queries,
+                                                                 const c10::optional<torch::Tensor>& points,
+                                                                 const c10::optional<torch::Tensor>& cell,
+                                                                 double cutoff, bool half) {
+  TORCH_CHECK_VALUE(!cell.has_value() || (cell->dim() == 2 && cell->size(0) == 3 && cell->size(1) == 3),
+                    "the periodic cell must have shape (3, 3)");
+  TORCH_CHECK_VALUE(cutoff > 0, "the cutoff must be positive, got ", cutoff);
+  if (queries.scalar_type() == torch::kDouble) return pairs_for<double>(queries, points, cell, cutoff, half);
+  return pairs_for<float>(queries, points, cell, cutoff, half);
 }
 
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> neighbor_pairs_cpu(const torch::Tensor& positions,
                                                                            const c10::optional<torch::Tensor>& cell,
                                                                            double cutoff, bool half) {
-  TORCH_CHECK_VALUE(positions.dim() == 2 && positions.size(1) == 3, "positions must have shape (N, 3), got ",
-                    positions.sizes());
-  TORCH_CHECK_VALUE(!cell.has_value() || (cell->dim() == 2 && cell->size(0) == 3 && cell->size(1) == 3),
-                    "the periodic cell must have shape (3, 3)");
-  TORCH_CHECK_VALUE(cutoff > 0, "the cutoff must be positive, got ", cutoff);
-  if (positions.scalar_type() == torch::kDouble) return pairs_for<double>(positions, cell, cutoff, half);
-  TORCH_CHECK_VALUE(positions.scalar_type() == torch::kFloat, "positions must be float32 or float64");
-  return pairs_for<float>(positions, cell, cutoff, half);
+  check_positions(positions, "positions");
+  return dispatch(positions, c10::nullopt, cell, cutoff, half);
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> neighbor_pairs_between_cpu(
+    const torch::Tensor& queries, const torch::Tensor& points, const c10::optional<torch::Tensor>& cell,
+    double cutoff) {
+  check_positions(queries, "query positions");
+  check_positions(points, "point positions");
+  TORCH_CHECK_VALUE(points.scalar_type() == queries.scalar_type(), "query and point positions must have one dtype");
+  return dispatch(queries, points, cell, cutoff, false);
 }
 
 }  // namespace
@@ -246,9 +280,19 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> neighbor_pairs_cpu(const
 TORCH_LIBRARY(so3krates, m) {
   // `half` has a default: model files of format 2 and 3 call the op with three arguments
   m.def("neighbor_pairs(Tensor positions, Tensor? cell, float cutoff, bool half=False) -> (Tensor, Tensor, Tensor)");
+  // pairs of two sets (electrostatic embedding: ML atoms and MM charges): (idx_query, idx_point, shifts)
+  // with r = points[idx_point] - queries[idx_query] + shifts
+  m.def("neighbor_pairs_between(Tensor queries, Tensor points, Tensor? cell, float cutoff) -> "
+        "(Tensor, Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(so3krates, CPU, m) { m.impl("neighbor_pairs", &neighbor_pairs_cpu); }
+TORCH_LIBRARY_IMPL(so3krates, CPU, m) {
+  m.impl("neighbor_pairs", &neighbor_pairs_cpu);
+  m.impl("neighbor_pairs_between", &neighbor_pairs_between_cpu);
+}
 
 // pair indices and image shifts are constants: nothing to differentiate
-TORCH_LIBRARY_IMPL(so3krates, Autograd, m) { m.impl("neighbor_pairs", torch::CppFunction::makeFallthrough()); }
+TORCH_LIBRARY_IMPL(so3krates, Autograd, m) {
+  m.impl("neighbor_pairs", torch::CppFunction::makeFallthrough());
+  m.impl("neighbor_pairs_between", torch::CppFunction::makeFallthrough());
+}

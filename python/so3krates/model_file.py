@@ -7,8 +7,6 @@ corrupted, or was written by an incompatible version is refused with a clear mes
 """
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
+from .atomic_file import atomic_path
 from .model import SO3krates, SO3kratesConfig, SO3kratesPotential
 from .so3lr import resolve_model_path
 
@@ -110,15 +109,8 @@ def save_model(potential: SO3kratesPotential, path: Union[str, Path],
                      created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      weights_sha256=weights_digest(scripted), default_charge=default_charge,
                      default_precision=default_precision)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: json.dumps(info.to_dict(), indent=1)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return info
 
 

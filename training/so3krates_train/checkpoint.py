@@ -1,21 +1,15 @@
 """Checkpoints written atomically (temp file + rename): a kill never leaves a half-written file."""
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict
 
 import torch
 
+from so3krates.atomic_file import atomic_path
+
 
 def save_checkpoint(state: Dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:

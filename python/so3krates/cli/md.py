@@ -8,14 +8,20 @@ from ..md import ALANINE_DIPEPTIDE_PDB, build_simulation, run_md
 def add_parser(sub) -> None:
     p = sub.add_parser("md", help="run OpenMM MD of a molecule with a model",
                        description="Langevin MD of the molecule in a PDB file with an SO3krates model, in "
-                                   "vacuum or (--water) as the ML region inside TIP3P water (Amber14) through "
-                                   "openmm-ml's createMixedSystem. Writes trajectory.dcd and energies.csv "
-                                   "and prints the speed in ns/day.",
+                                   "vacuum or (--water) in a periodic box of water: TIP3P (Amber14) around the "
+                                   "molecule as the ML region of openmm-ml's createMixedSystem (--embedding), or "
+                                   "water described by the model too (--all-ml). Writes trajectory.dcd and "
+                                   "energies.csv and prints the speed in ns/day.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="model file (.pt), or so3lr for the pretrained SO3LR")
     p.add_argument("--pdb", default=str(ALANINE_DIPEPTIDE_PDB), help="PDB file (default: alanine dipeptide)")
     p.add_argument("--water", type=float, default=0.0, metavar="PADDING_NM",
-                   help="solvate with this much TIP3P water padding (nm); 0 = vacuum")
+                   help="solvate with this much water padding (nm); 0 = vacuum")
+    p.add_argument("--embedding", choices=["mechanical", "electrostatic"], default="mechanical",
+                   help="with --water: ML/MM embedding; electrostatic uses the model's predicted charges between the "
+                        "molecule and the water (models with a partial-charge head, e.g. so3lr)")
+    p.add_argument("--all-ml", action="store_true",
+                   help="with --water: the water is described by the model too (no MM; no counter-ions)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--timestep", type=float, default=1.0, help="fs")
     p.add_argument("--temperature", type=float, default=300.0, help="K")
@@ -48,12 +54,17 @@ def run(args) -> int:
 
     if args.no_lr_cutoff and args.lr_cutoff is not None:
         raise ValueError("--lr-cutoff and --no-lr-cutoff exclude each other")
+    if args.water <= 0 and (args.all_ml or args.embedding != "mechanical"):
+        raise ValueError("--all-ml and --embedding describe the water: give --water PADDING_NM")
+    if args.all_ml and args.embedding != "mechanical":
+        raise ValueError("--all-ml has no ML/MM embedding: give either --all-ml or --embedding")
     lr_cutoff = None if args.no_lr_cutoff else (
         MODEL_DEFAULT if args.lr_cutoff is None else args.lr_cutoff * unit.angstrom)
     threads = use_threads(args.threads)
     simulation, ml_atoms = build_simulation(args.model, args.pdb, args.water, args.temperature, args.timestep,
                                             args.friction, args.platform, args.precision, args.seed, args.charge,
-                                            args.multiplicity, lr_cutoff, threads)
+                                            args.multiplicity, lr_cutoff, threads,
+                                            "all-ml" if args.all_ml else args.embedding)
     result = run_md(simulation, args.steps, args.timestep, len(ml_atoms), Path(args.output),
                     args.report_interval, args.minimize)
     print(f"{result.steps} steps of {args.timestep} fs, {result.num_atoms} atoms ({result.num_ml_atoms} ML) "

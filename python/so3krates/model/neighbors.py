@@ -127,62 +127,116 @@ class NeighborList(nn.Module):
     def _cell_list_candidates(self, pos: torch.Tensor, cell: Optional[torch.Tensor]
                               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(i, j, lattice shift) of atoms in nearby cells, images included (the compiled op's algorithm)."""
-        device = pos.device
-        n_atoms = pos.shape[0]
-        if cell is not None:
-            fractional = pos @ torch.linalg.inv(cell)
-            whole = torch.floor(fractional)
-            fractional = fractional - whole
-            extent = perpendicular_widths(cell)
-        else:
-            low = pos.min(dim=0).values
-            extent = torch.clamp(pos.max(dim=0).values - low, min=self.cutoff) * (1 + 1e-6)
-            fractional = (pos - low) / extent
-            whole = torch.zeros_like(pos)
-        width = self.cutoff / self.cell_divisions
-        n_cells = torch.clamp(torch.floor(extent / width), min=1).to(torch.long)
-        while int(n_cells.prod()) > max(64, 4 * n_atoms):  # a dilute gas must not allocate millions of cells
-            width *= 1.5
-            n_cells = torch.clamp(torch.floor(extent / width), min=1).to(torch.long)
-        reach: List[int] = torch.ceil(self.cutoff * n_cells.to(pos.dtype) / extent).to(torch.long).tolist()
-        n_list: List[int] = n_cells.tolist()
-        coords = torch.clamp((fractional * n_cells).to(torch.long), min=0)
-        coords = torch.minimum(coords, n_cells - 1)
-        offsets = torch.cartesian_prod(torch.arange(-reach[0], reach[0] + 1, device=device),
-                                       torch.arange(-reach[1], reach[1] + 1, device=device),
-                                       torch.arange(-reach[2], reach[2] + 1, device=device))  # (K, 3)
-        visited = coords[:, None, :] + offsets[None, :, :]  # (N, K, 3), unwrapped cell coordinates
-        if cell is not None:
-            valid_cell = torch.ones(visited.shape[:2], dtype=torch.bool, device=device)
-            wrapped = torch.remainder(visited, n_cells)
-            wraps = torch.div(visited - wrapped, n_cells, rounding_mode="floor")  # boxes away, (N, K, 3)
-        else:
-            valid_cell = ((visited >= 0) & (visited < n_cells)).all(dim=2)
-            wrapped = torch.minimum(torch.clamp(visited, min=0), n_cells - 1)
-            wraps = torch.zeros_like(visited)
-        strides = torch.tensor([n_list[1] * n_list[2], n_list[2], 1], device=device)
-        atom_cell = (coords * strides).sum(dim=1)
-        visited_id = (wrapped * strides).sum(dim=2)  # (N, K)
+        return cell_list_candidates(pos, pos, cell, self.cutoff, self.cell_divisions, True, self.half)
 
-        order = torch.argsort(atom_cell)
-        counts = torch.bincount(atom_cell, minlength=n_list[0] * n_list[1] * n_list[2])
-        starts = torch.cumsum(counts, dim=0) - counts
-        slot = torch.arange(int(counts.max()), device=device)
-        member = starts[visited_id][:, :, None] + slot  # (N, K, M)
-        valid = valid_cell[:, :, None] & (slot < counts[visited_id][:, :, None])
-        idx_j = order[torch.clamp(member, max=n_atoms - 1)]
-        idx_i = torch.arange(n_atoms, device=device)[:, None, None].expand_as(idx_j)
-        wraps = wraps[:, :, None, :].expand(-1, -1, idx_j.shape[2], -1)  # (N, K, M, 3)
+
+def cell_list_candidates(queries: torch.Tensor, points: torch.Tensor, cell: Optional[torch.Tensor], cutoff: float,
+                         divisions: int, same: bool, half: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(query, point, lattice shift) of the points in cells near each query, images included: the
+    candidates of a cell list over `points` (the compiled op's algorithm; cells at least cutoff / divisions
+    wide), to be filtered by distance.
+    `same`: queries and points are one set (no atom pairs with itself in its own image; `half` keeps
+    each pair once). In vacuum a query outside the points' bounding box takes the nearest cell, which
+    only brings it closer to every point."""
+    device = points.device
+    n_points = points.shape[0]
+    if cell is not None:
+        inverse = torch.linalg.inv(cell)
+        fractional = points @ inverse
+        whole = torch.floor(fractional)
+        fractional = fractional - whole
+        query_fractional = queries @ inverse
+        query_whole = torch.floor(query_fractional)
+        query_fractional = query_fractional - query_whole
+        extent = perpendicular_widths(cell)
+    else:
+        low = points.min(dim=0).values
+        extent = torch.clamp(points.max(dim=0).values - low, min=cutoff) * (1 + 1e-6)
+        fractional = (points - low) / extent
+        query_fractional = (queries - low) / extent
+        whole = torch.zeros_like(points)
+        query_whole = torch.zeros_like(queries)
+    width = cutoff / divisions
+    n_cells = torch.clamp(torch.floor(extent / width), min=1).to(torch.long)
+    while int(n_cells.prod()) > max(64, 4 * n_points):  # a dilute gas must not allocate millions of cells
+        width *= 1.5
+        n_cells = torch.clamp(torch.floor(extent / width), min=1).to(torch.long)
+    reach: List[int] = torch.ceil(cutoff * n_cells.to(points.dtype) / extent).to(torch.long).tolist()
+    n_list: List[int] = n_cells.tolist()
+    coords = torch.minimum(torch.clamp(torch.floor(fractional * n_cells), min=0).to(torch.long), n_cells - 1)
+    query_coords = torch.minimum(torch.clamp(torch.floor(query_fractional * n_cells), min=0).to(torch.long),
+                                 n_cells - 1)
+    offsets = torch.cartesian_prod(torch.arange(-reach[0], reach[0] + 1, device=device),
+                                   torch.arange(-reach[1], reach[1] + 1, device=device),
+                                   torch.arange(-reach[2], reach[2] + 1, device=device))  # (K, 3)
+    visited = query_coords[:, None, :] + offsets[None, :, :]  # (Q, K, 3), unwrapped cell coordinates
+    if cell is not None:
+        valid_cell = torch.ones(visited.shape[:2], dtype=torch.bool, device=device)
+        wrapped = torch.remainder(visited, n_cells)
+        wraps = torch.div(visited - wrapped, n_cells, rounding_mode="floor")  # boxes away, (Q, K, 3)
+    else:
+        valid_cell = ((visited >= 0) & (visited < n_cells)).all(dim=2)
+        wrapped = torch.minimum(torch.clamp(visited, min=0), n_cells - 1)
+        wraps = torch.zeros_like(visited)
+    strides = torch.tensor([n_list[1] * n_list[2], n_list[2], 1], device=device)
+    point_cell = (coords * strides).sum(dim=1)
+    visited_id = (wrapped * strides).sum(dim=2)  # (Q, K)
+
+    order = torch.argsort(point_cell)
+    counts = torch.bincount(point_cell, minlength=n_list[0] * n_list[1] * n_list[2])
+    starts = torch.cumsum(counts, dim=0) - counts
+    slot = torch.arange(int(counts.max()), device=device)
+    member = starts[visited_id][:, :, None] + slot  # (Q, K, M)
+    valid = valid_cell[:, :, None] & (slot < counts[visited_id][:, :, None])
+    idx_j = order[torch.clamp(member, max=n_points - 1)]
+    idx_i = torch.arange(queries.shape[0], device=device)[:, None, None].expand_as(idx_j)
+    wraps = wraps[:, :, None, :].expand(-1, -1, idx_j.shape[2], -1)  # (Q, K, M, 3)
+    if same:
         own_image = (wraps == 0).all(dim=3)
         valid = valid & ~((idx_i == idx_j) & own_image)
-        if self.half:
+        if half:
             # (i, j, t) and (j, i, -t) are one pair: keep i < j, and for i == j the positive translation
             nonzero = wraps != 0
             first_nonzero = torch.argmax(nonzero.to(torch.long), dim=3, keepdim=True)
             positive = torch.gather(wraps, 3, first_nonzero).squeeze(3) > 0
             valid = valid & ((idx_i < idx_j) | ((idx_i == idx_j) & positive))
-        idx_i, idx_j, wraps = idx_i[valid], idx_j[valid], wraps[valid]
-        if cell is None:
-            return idx_i, idx_j, torch.zeros(idx_i.shape[0], 3, dtype=pos.dtype, device=device)
-        lattice = wraps.to(pos.dtype) + whole.index_select(0, idx_i) - whole.index_select(0, idx_j)
-        return idx_i, idx_j, lattice @ cell
+    idx_i, idx_j, wraps = idx_i[valid], idx_j[valid], wraps[valid]
+    if cell is None:
+        return idx_i, idx_j, torch.zeros(idx_i.shape[0], 3, dtype=points.dtype, device=device)
+    lattice = wraps.to(points.dtype) + query_whole.index_select(0, idx_i) - whole.index_select(0, idx_j)
+    return idx_i, idx_j, lattice @ cell
+
+
+class PairsBetween(nn.Module):
+    """queries (Q, 3), points (P, 3), optional cell (3, 3) -> idx_query, idx_point, shifts (each image
+    within the cutoff a pair of its own), r = points[idx_point] - queries[idx_query] + shifts: the pairs
+    of two sets, e.g. the ML atoms and the MM charges of electrostatic embedding. A cell list over the
+    points: cost linear in both counts. `cutoff` may be infinite (vacuum: all pairs)."""
+
+    def __init__(self, cutoff: float, compiled: bool = True):
+        super().__init__()
+        self.cutoff = cutoff
+        self.compiled = compiled
+        self.cell_divisions = CELL_DIVISIONS
+
+    def forward(self, queries: torch.Tensor, points: torch.Tensor, cell: Optional[torch.Tensor] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, p = queries.detach(), points.detach()
+        box: Optional[torch.Tensor] = None
+        if cell is not None:
+            box = cell.detach().to(q.dtype)
+            if not math.isfinite(self.cutoff):
+                raise ValueError("a periodic system needs a finite cutoff for the pairs between two sets")
+        if self.compiled and q.device.type == "cpu":
+            return torch.ops.so3krates.neighbor_pairs_between(q, p, box, self.cutoff)
+        if q.shape[0] == 0 or p.shape[0] == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=q.device)
+            return empty, empty, torch.zeros(0, 3, dtype=q.dtype, device=q.device)
+        if box is None and not math.isfinite(self.cutoff):
+            idx_i = torch.arange(q.shape[0], device=q.device).repeat_interleave(p.shape[0])
+            idx_j = torch.arange(p.shape[0], device=q.device).repeat(q.shape[0])
+            return idx_i, idx_j, torch.zeros(idx_i.shape[0], 3, dtype=q.dtype, device=q.device)
+        idx_i, idx_j, shift = cell_list_candidates(q, p, box, self.cutoff, self.cell_divisions, False, False)
+        distance = torch.linalg.norm(p.index_select(0, idx_j) - q.index_select(0, idx_i) + shift, dim=1)
+        keep = distance < self.cutoff
+        return idx_i[keep], idx_j[keep], shift[keep]

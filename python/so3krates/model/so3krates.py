@@ -265,6 +265,15 @@ class SO3kratesPotential(nn.Module):
                 total_charge: float = 0.0, num_unpaired_electrons: float = 0.0) -> torch.Tensor:
         """atomic_numbers (N,), positions (N, 3) Å, cell (3, 3) Å or None, total charge (e), unpaired
         electrons (multiplicity - 1) -> energy () eV"""
+        return self.energy_and_charges(atomic_numbers, positions, cell, total_charge, num_unpaired_electrons)[0]
+
+    @torch.jit.export
+    def energy_and_charges(self, atomic_numbers: torch.Tensor, positions: torch.Tensor,
+                           cell: Optional[torch.Tensor] = None, total_charge: float = 0.0,
+                           num_unpaired_electrons: float = 0.0) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """As forward -> (energy () eV, partial charges (N,) e, or None for a model without an
+        electrostatic term). The charges are those of the model's own electrostatics, differentiable
+        with respect to the positions (electrostatic embedding uses them)."""
         idx_i, idx_j, vectors = self.pair_vectors(positions, cell)
         charge = torch.full((1,), total_charge, dtype=positions.dtype, device=positions.device)
         unpaired = torch.full((1,), num_unpaired_electrons, dtype=positions.dtype, device=positions.device)
@@ -275,5 +284,7 @@ class SO3kratesPotential(nn.Module):
         if self.long_range:
             lr_i, lr_j, lr_shifts = self.lr_neighbor_list(positions, cell)
             lr_vectors = positions.index_select(0, lr_j) - positions.index_select(0, lr_i) + lr_shifts
-        return self.model(atomic_numbers, vectors, idx_i, idx_j, None, charge, fused, unpaired,
-                          lr_vectors, lr_i, lr_j, self.lr_cutoff, True).sum()
+        energies, charges, _ = self.model.energies_and_properties(
+            atomic_numbers, vectors, idx_i, idx_j, None, charge, fused, unpaired, lr_vectors, lr_i, lr_j,
+            self.lr_cutoff, True)
+        return energies.sum(), charges

@@ -11,23 +11,38 @@ import openmm.unit as unit
 import torch
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
-from ..electrons import resolve_charge_and_spin
+from ..electrons import WHERE_CHARGE, resolve_charge_and_spin
 from ..elements import check_elements
+from ..model.embedding import ElectrostaticEmbedding
 from ..model.neighbors import check_box_width
 from ..model_file import load_model
 from ..so3lr import PACKAGED_MODEL
 from . import MODEL_DEFAULT
+from .embedding import EmbeddingError, check_whole_molecules, take_over_ml_coulomb
 
 # all-pairs lists grow as N²: beyond this many ML atoms CUDA graphs would cost more than they save
 STATIC_PAIRS_MAX_ATOMS = 512
 # lrCutoff is a length in nm (OpenMM's unit) unless given as a Quantity; anything longer is a unit mistake
 MAX_LR_CUTOFF_NM = 5.0
+OPTIONS = ("precision", "returnForces", "cudaGraphs", "charge", "multiplicity", "lrCutoff", "embedding")
+# options of openmm-ml 1.8's embedding methods, which it passes on to every potential's addForces
+OPENMM_ML_OPTIONS = ("mlLongRange", "linkAtomDistances")
+EMBEDDINGS = ("mechanical", "electrostatic")
+
+
+def refuse_unknown(name: str, given: Iterable[str], accepted: Iterable[str]) -> None:
+    """An option this potential does not know is an error (a misspelt option must not be ignored)."""
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise TypeError(f"MLPotential('{name}') got unknown keyword argument(s) {', '.join(unknown)}; it accepts "
+                        f"{', '.join(accepted)}")
 
 
 class SO3kratesPotentialImplFactory(MLPotentialImplFactory):
     """Creates SO3kratesPotentialImpl objects for a model file."""
 
     def createImpl(self, name: str, modelPath: str = None, **args) -> MLPotentialImpl:
+        refuse_unknown(name, args, ["modelPath"])
         if modelPath is None:
             raise ValueError("MLPotential('so3krates') needs modelPath='model.pt' (write one with `so3krates init` "
                              "or `so3krates train`, or use MLPotential('so3lr') for the pretrained SO3LR)")
@@ -41,6 +56,7 @@ class SO3LRPotentialImplFactory(MLPotentialImplFactory):
         if "modelPath" in args:
             raise ValueError("MLPotential('so3lr') uses the SO3LR model shipped with openmm-so3krates; for another "
                              "file (e.g. a fine-tuned SO3LR) use MLPotential('so3krates', modelPath=...)")
+        refuse_unknown(name, args, [])
         return SO3kratesPotentialImpl(name, str(PACKAGED_MODEL))
 
 
@@ -58,6 +74,11 @@ def lr_cutoff_angstrom(value) -> Optional[float]:
     return float(value) * 10.0
 
 
+_NO_INTERPOLATION = ("createMixedSystem(interpolate=True) is not supported with embedding='electrostatic' (the "
+                     "ML-MM Coulomb would have to be interpolated between MM and model charges); use "
+                     "embedding='mechanical' to interpolate")
+
+
 def mm_charge_of(system: openmm.System, atoms: List[int]) -> Optional[float]:
     """Sum of the NonbondedForce charges (e) of `atoms` in an MM system, or None if it has none."""
     for force in system.getForces():
@@ -69,7 +90,7 @@ def mm_charge_of(system: openmm.System, atoms: List[int]) -> Optional[float]:
 class SO3kratesPotentialImpl(MLPotentialImpl):
     """An SO3krates model file added to a System as an openmm-torch TorchForce.
 
-    Keyword arguments of createSystem / createMixedSystem:
+    Keyword arguments of createSystem / createMixedSystem (any other is an error):
       precision: "single" or "double" (default: the model file's precision);
       charge: total charge (e) of the ML atoms. Default: in createMixedSystem, the sum of the MM force
         field's charges of the ML atoms; otherwise the model's default (SO3LR: 0) — models trained with
@@ -82,7 +103,12 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
         README's performance section) instead of letting openmm-torch differentiate;
       cudaGraphs: ask openmm-torch to capture the model in a CUDA graph on the CUDA platform; the
         model then uses pair lists of fixed size (all pairs of the ML atoms, minimum image, at most
-        STATIC_PAIRS_MAX_ATOMS of them), as a graph replays fixed shapes.
+        STATIC_PAIRS_MAX_ATOMS of them), as a graph replays fixed shapes;
+      embedding (createMixedSystem): "mechanical" (default: the MM force field's fixed charges on the ML
+        atoms act between ML and MM atoms) or "electrostatic" (the model's predicted charges do, through
+        the model's own Coulomb kernel and lrCutoff, inside the TorchForce; the ML atoms' MM charges are
+        zeroed; see openmm/embedding.py and model/embedding.py). With openmm-ml 1.7 the keyword reaches
+        addForces; openmm-ml 1.8 asks getSupportedEmbeddings() and calls createMixedSystem().
 
     getMLLongRange() is False: the model's interactions end at a finite cutoff (its long-range terms
     are a truncated, shifted real-space sum, not Ewald), so with mechanical embedding in a periodic
@@ -98,14 +124,38 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
     def getMLLongRange(self) -> bool:
         return False
 
+    def getSupportedEmbeddings(self) -> List[str]:
+        """openmm-ml 1.8: embeddings this potential implements itself (mechanical is openmm-ml's)."""
+        return ["electrostatic"]
+
+    def createMixedSystem(self, topology: openmm.app.Topology, system: openmm.System, atoms: List[int],
+                          forceGroup: int, interpolate: bool, embedding: str, returnInfo: bool = False, **args):
+        """openmm-ml 1.8's entry for embedding="electrostatic": openmm-ml's mechanical embedding prepares the
+        System (ML–ML terms removed), then addForces hands the ML–MM Coulomb to the model, as with 1.7."""
+        from openmmml import MLPotential
+
+        if interpolate:
+            raise EmbeddingError(_NO_INTERPOLATION)
+        mechanical = MLPotential._embeddingFactories["mechanical"].createEmbedding("mechanical")
+        return mechanical.createMixedSystem(self, topology, system, atoms, forceGroup, False, returnInfo=returnInfo,
+                                            embedding=embedding, **args)
+
     def addForces(self, topology: openmm.app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
                   forceGroup: int, precision: Optional[str] = None, returnForces: bool = True,
                   cudaGraphs: bool = False, charge: Optional[float] = None, multiplicity: Optional[int] = None,
-                  lrCutoff=MODEL_DEFAULT, **args) -> None:
+                  lrCutoff=MODEL_DEFAULT, embedding: str = "mechanical", **args) -> None:
         from ..torchscript import configure_torchscript
         from .plugins import ensure_torch_plugins
-        from .torchforce import make_torch_force
+        from .torchforce import EmbeddedMLEnergy, MLEnergy, make_torch_force
 
+        refuse_unknown(self.name, args, OPTIONS + OPENMM_ML_OPTIONS)
+        if args.get("mlLongRange") is not None:
+            raise ValueError("mlLongRange: this model's interactions end at a finite cutoff (getMLLongRange() is False)")
+        if cudaGraphs and embedding == "electrostatic":
+            raise ValueError("cudaGraphs=True is not supported with embedding='electrostatic' yet (the ML-MM pair list "
+                             "has a size that depends on the positions): use cudaGraphs=False")
+        potential = load_model(self.modelPath)[0]
+        electrostatic = self._check_embedding(embedding, topology, atoms, system, potential)
         ensure_torch_plugins()
         configure_torchscript()
         all_atoms = list(topology.atoms())
@@ -117,18 +167,51 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
             numbers.append(0 if atom.element is None else atom.element.atomic_number)
         check_elements(numbers, self.info.elements, labels)
         mm_charge = None if atoms is None else mm_charge_of(system, indices)
+        if atoms is not None and system.getNumParticles() == 0 and charge is None and self.info.config.takes_charge:
+            raise ValueError(f"createMixedSystem(interpolate=True) does not show this potential the MM charges: give "
+                             f"the ML atoms' total charge ({WHERE_CHARGE})")
         total_charge, unpaired = resolve_charge_and_spin(self.info, numbers, charge, multiplicity, mm_charge)
 
         dtype = self.info.torch_dtype(precision)
-        potential = load_model(self.modelPath)[0].to(dtype)
+        potential = potential.to(dtype)
         periodic = topology.getPeriodicBoxVectors() is not None
         lr_cutoff = self._set_lr_cutoff(potential, lrCutoff, periodic)
         if cudaGraphs:
             self._use_static_pairs(potential, len(indices), topology, lr_cutoff)
-        force = make_torch_force(potential, numbers, None if atoms is None else indices, periodic, dtype,
-                                 total_charge, unpaired, returnForces, cudaGraphs)
+        selected = None if atoms is None else indices
+        if electrostatic:
+            mm_indices, mm_charges = take_over_ml_coulomb(system, indices)
+            coulomb = ElectrostaticEmbedding(self.info.config.electrostatic_damping, lr_cutoff)
+            energy = EmbeddedMLEnergy(potential, numbers, indices, periodic, dtype, total_charge, unpaired, mm_indices,
+                                      mm_charges, coulomb)
+        else:
+            energy = MLEnergy(potential, numbers, selected, periodic, dtype, total_charge, unpaired)
+        force = make_torch_force(energy, periodic, returnForces, cudaGraphs)
         force.setForceGroup(forceGroup)
         system.addForce(force)
+
+    def _check_embedding(self, embedding: str, topology: openmm.app.Topology, atoms: Optional[Iterable[int]],
+                         system: openmm.System, potential: torch.jit.ScriptModule) -> bool:
+        """True for electrostatic embedding, after the checks that need no work."""
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding={embedding!r} is not one of {', '.join(EMBEDDINGS)}")
+        if embedding == "mechanical":
+            return False
+        if atoms is None:
+            raise ValueError("embedding='electrostatic' is an option of createMixedSystem (an ML region in an MM "
+                             "system), not of createSystem")
+        if system.getNumParticles() == 0:  # openmm-ml's interpolate=True hands addForces an empty System
+            raise EmbeddingError(_NO_INTERPOLATION)
+        if not self.info.config.electrostatic_energy:
+            raise EmbeddingError(f"embedding='electrostatic' needs a model that predicts partial charges (SO3LR, a "
+                                 f"fine-tuned SO3LR, or a model trained with long_range: true); {self.modelPath} has "
+                                 f"no charge head: use embedding='mechanical'")
+        if not hasattr(potential, "energy_and_charges"):
+            raise EmbeddingError(f"{self.modelPath} was written before electrostatic embedding existed: write it again "
+                                 f"from its checkpoint (`so3krates export`), or convert SO3LR again "
+                                 f"(`so3krates import-so3lr`)")
+        check_whole_molecules(topology, list(atoms))
+        return True
 
     def _set_lr_cutoff(self, potential, value, periodic: bool) -> Optional[float]:
         """Apply lrCutoff to the loaded model; returns the long-range cutoff in Å (None: none)."""
