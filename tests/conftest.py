@@ -1,4 +1,7 @@
-"""Shared fixtures: small random-but-smooth models and the alanine dipeptide molecule."""
+"""Shared fixtures: small random-but-smooth models and the alanine dipeptide molecule; where the data
+the tests read lies (in the repository: a fresh clone runs every test)."""
+from pathlib import Path
+
 import numpy as np
 import openmm.app as app
 import openmm.unit as unit
@@ -10,6 +13,8 @@ from so3krates.model import SO3kratesConfig
 from so3krates.model_file import create_potential, save_model
 
 ELEMENTS = [1, 6, 7, 8]
+TEST_DATA = Path(__file__).parent / "data"  # reference outputs and data extracts (data/README.md)
+EXAMPLE_DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
 def small_config(**overrides) -> SO3kratesConfig:

@@ -1,5 +1,4 @@
 """Total-charge embedding: charged molecules in training and at run time."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +9,9 @@ from openmmml import MLPotential
 from so3krates.ase import SO3kratesCalculator
 from so3krates.model_file import create_potential, load_model, save_model
 
-from conftest import small_config
+from conftest import TEST_DATA, small_config
 from test_openmm import openmm_energy_forces
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +71,12 @@ def test_ase_calculator_charge(alanine, charged_model):
     assert atoms.get_potential_energy() == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
 def test_training_on_charged_spice_molecules_enables_the_charge_embedding(tmp_path):
     from so3krates_train.config import load_config
     from so3krates_train.evaluate import predict_frames
     from so3krates_train.trainer import Trainer
 
-    config = load_config(None, [f"data.path={SHARED / 'spice114_n2_modelforge.hdf5'}", "data.train=40",
+    config = load_config(None, [f"data.path={TEST_DATA / 'spice114_n2_modelforge.hdf5'}", "data.train=40",
                                 "data.valid=10", "data.test=5", "model.num_features=16", "model.num_radial=8",
                                 "model.num_layers=1", "optim.epochs=2", f"output={tmp_path}"])
     trainer = Trainer(config, show_progress=False)

@@ -8,6 +8,8 @@ import torch
 
 from so3krates.cli import main
 
+from conftest import EXAMPLE_DATA
+
 
 def test_help_lists_commands(capsys):
     with pytest.raises(SystemExit):
@@ -54,7 +56,6 @@ def test_md_in_water_runs(tmp_path, capsys):
     assert "(22 ML)" in capsys.readouterr().out
 
 
-EXAMPLE_DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
 def test_md_in_water_with_electrostatic_embedding_and_all_ml(tmp_path, capsys):

@@ -1,5 +1,4 @@
 """Fine-tuning (init_from, freezing, energy refit) and long-range training with dipole and charge losses."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,16 +12,15 @@ from so3krates_train.data import DataError, read_frames
 from so3krates_train.evaluate import error_metrics, predict_charges, predict_frames
 from so3krates_train.trainer import FINETUNE_LR, Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
-SPICE = ROOT.parent / "shared" / "data" / "spice114_n2_modelforge.hdf5"
-ETHANOL = ROOT / "examples" / "data" / "rmd17_ethanol_1000.npz"
-BPA = ROOT / "examples" / "data" / "3bpa_train_300K.npz"
+from conftest import EXAMPLE_DATA, TEST_DATA
+
+SPICE = TEST_DATA / "spice114_n2_modelforge.hdf5"
+ETHANOL = EXAMPLE_DATA / "rmd17_ethanol_1000.npz"
+BPA = EXAMPLE_DATA / "3bpa_train_300K.npz"
 TINY = ["model.num_features=16", "model.num_radial=8", "model.num_layers=2", "model.hirshfeld_dim=8",
         "optim.warmup_steps=5", "optim.ema_decay=0.5", "optim.batch_size=5"]
 # the charged amine of the SPICE extract: 50 conformers with MBIS charges and SCF dipoles
 AMINE = [f"data.path={SPICE}", "data.options.elements=[1,6,7]", "data.train=30", "data.valid=10", "data.test=10"]
-
-needs_spice = pytest.mark.skipif(not SPICE.is_file(), reason="needs ../shared/data (SPICE extract)")
 
 
 def config(tmp_path, *settings):
@@ -32,8 +30,6 @@ def config(tmp_path, *settings):
 @pytest.fixture(scope="module")
 def long_range_model(tmp_path_factory):
     """A small long-range model trained from scratch on the amine (dipole loss on): its model file."""
-    if not SPICE.is_file():
-        pytest.skip("needs ../shared/data (SPICE extract)")
     out = tmp_path_factory.mktemp("long_range")
     trainer = Trainer(config(out, *AMINE, *TINY, "model.long_range=true", "optim.lr=3e-3", "optim.epochs=6",
                              "optim.dipole_weight=1.0", "optim.charges_weight=1.0"), show_progress=False)
@@ -42,7 +38,6 @@ def long_range_model(tmp_path_factory):
     return {"path": path, "trainer": trainer, "before": before, "after": trainer.validate(trainer.ema)}
 
 
-@needs_spice
 def test_long_range_model_learns_dipoles_and_charges_from_scratch(long_range_model):
     before, after = long_range_model["before"], long_range_model["after"]
     print(f"\ndipole MAE {before['valid_dipole_mae_eA']:.3f} -> {after['valid_dipole_mae_eA']:.3f} e·Å, charges "
@@ -52,7 +47,6 @@ def test_long_range_model_learns_dipoles_and_charges_from_scratch(long_range_mod
     assert after["valid_force_mae_eV_A"] < before["valid_force_mae_eV_A"]
 
 
-@needs_spice
 def test_exported_long_range_model_reproduces_training_predictions(long_range_model):
     trainer = long_range_model["trainer"]
     potential, info = load_model(long_range_model["path"])
@@ -69,7 +63,6 @@ def test_exported_long_range_model_reproduces_training_predictions(long_range_mo
     assert metrics["dipole_e_angstrom"]["labels"] == 12 and metrics["partial_charges_e"]["labels"] == 4 * 27
 
 
-@needs_spice
 def test_dipole_and_charge_losses_vanish_only_at_the_labels(long_range_model):
     trainer = long_range_model["trainer"]
     frames = trainer.valid_frames.select(range(3))
@@ -85,7 +78,6 @@ def test_dipole_and_charge_losses_vanish_only_at_the_labels(long_range_model):
     torch.testing.assert_close(torch.zeros(3).index_add(0, batch["batch"], charges), batch["charge"])
 
 
-@needs_spice
 def test_finetuning_lowers_the_error_and_keeps_frozen_parts_bit_identical(long_range_model, tmp_path):
     start = long_range_model["path"]
     initial = dict(load_model(start)[0].model.named_parameters())
@@ -102,7 +94,6 @@ def test_finetuning_lowers_the_error_and_keeps_frozen_parts_bit_identical(long_r
         assert torch.equal(value.detach(), initial[name]) == frozen, name
 
 
-@needs_spice
 def test_finetuned_run_resumes_exactly(long_range_model, tmp_path):
     """float64 and a schedule that does not depend on the run's length: 1 epoch + resume = 2 epochs."""
     settings = [*AMINE, f"init_from={long_range_model['path']}", "dtype=float64", "optim.schedule=plateau",
@@ -140,13 +131,11 @@ def test_bad_finetuning_inputs_are_named(tmp_path):
         Trainer(config(tmp_path, f"data.path={ETHANOL}", "model=mace"), show_progress=False)
 
 
-@needs_spice
 def test_elements_the_start_model_lacks_are_named(long_range_model, tmp_path):
     with pytest.raises(DataError, match=r"covers elements \['H', 'C', 'N'\], the data also hold \['O'\]"):
         Trainer(config(tmp_path, f"data.path={ETHANOL}", f"init_from={long_range_model['path']}"), show_progress=False)
 
 
-@needs_spice
 def test_check_data_flags_charges_that_miss_the_total_charge():
     frames = read_frames(SPICE, elements=[1, 6, 7]).select(range(4))
     import h5py
@@ -160,7 +149,6 @@ def test_check_data_flags_charges_that_miss_the_total_charge():
     assert (2, "partial") in problems and (3, "dipole") in problems
 
 
-@needs_spice
 def test_exported_long_range_model_runs_in_openmm_with_its_long_range_terms(long_range_model):
     """MLPotential('so3krates', modelPath=...) of a trained long-range model, float64 on the Reference
     platform, equals the file's own energy and forces (the amine has charge +1)."""
@@ -193,7 +181,7 @@ def test_init_from_a_model_file_of_the_previous_format_reproduces_it():
     from so3krates.model import SO3kratesPotential
     from so3krates_train.finetune import load_initial_model
 
-    path = ROOT / "tests" / "data" / "checkpoint_0.1.0_model.pt"
+    path = TEST_DATA / "checkpoint_0.1.0_model.pt"
     frames = read_frames(ETHANOL).select(range(3))
     original = predict_frames(load_model(path)[0], frames)
     rebuilt = predict_frames(torch.jit.script(SO3kratesPotential(load_initial_model(str(path), [1, 6, 8],

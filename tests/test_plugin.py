@@ -17,10 +17,11 @@ from openmmml import MLPotential
 import so3krates
 from so3krates import _ops
 
+from conftest import EXAMPLE_DATA
 from test_openmm import openmm_energy_forces
 
 PLUGIN_TESTS = Path(__file__).resolve().parents[1] / "plugin" / "tests"
-DIGLYCINE = Path(__file__).resolve().parents[1] / "examples" / "data" / "diglycine.pdb"
+DIGLYCINE = EXAMPLE_DATA / "diglycine.pdb"
 
 
 @pytest.fixture(scope="module", params=["test model", "so3lr"])

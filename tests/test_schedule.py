@@ -1,6 +1,5 @@
 """Learning-rate schedule: cosine completes its decay within a time limit, plateau halvings stick."""
 import csv
-from pathlib import Path
 
 import pytest
 
@@ -8,7 +7,9 @@ from so3krates_train.config import load_config
 from so3krates_train.schedule import LearningRateSchedule
 from so3krates_train.trainer import Trainer
 
-DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "rmd17_ethanol_1000.npz"
+from conftest import EXAMPLE_DATA
+
+DATA = EXAMPLE_DATA / "rmd17_ethanol_1000.npz"
 
 
 def schedule(kind="cosine", time_limit_s=None, patience=2):

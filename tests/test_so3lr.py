@@ -2,7 +2,6 @@
 code, OpenMM against PyTorch, physics (finite differences, invariance, periodic images, NVE) and
 every bad input with its named error."""
 import pickle
-from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -20,13 +19,10 @@ from so3krates.model_file import load_model, save_model
 from so3krates.openmm.torchforce import KJ_PER_MOL_PER_EV
 from so3krates.so3lr import SO3LRImportError, import_so3lr
 
-from conftest import random_rotation
+from conftest import TEST_DATA, random_rotation
 from test_openmm import openmm_energy_forces
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-REFERENCE = SHARED / "so3lr"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/data/so3lr not present")
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
+REFERENCE = TEST_DATA / "so3lr"  # the so3lr repository's weights and reference outputs (tests/data/README.md)
 KJ_NM = unit.kilojoule_per_mole / unit.nanometer
 
 
@@ -54,7 +50,6 @@ def water_box(edge_nm: float):
 
 # ---- the reference outputs of the original code (so3lr tests/test_data, float64 JAX-MD) ----
 
-@needs_reference
 @pytest.mark.parametrize("name", ["atat", "dha", "bb"])
 def test_reference_molecules_in_float64(so3lr64, name):
     """Within the tolerances of shared/design/so3lr.md §5 (the reference files are themselves
@@ -66,7 +61,6 @@ def test_reference_molecules_in_float64(so3lr64, name):
     np.testing.assert_allclose(forces, reference["forces"], rtol=0, atol=1e-5)
 
 
-@needs_reference
 def test_periodic_water_box_in_float64(so3lr64):
     """64 waters repeated 2x2x2 (1536 atoms) in a 24.8 Å cube, minimum image, 12 Å long-range cutoff."""
     atoms = ase.io.read(REFERENCE / "water_64.xyz")
@@ -78,7 +72,6 @@ def test_periodic_water_box_in_float64(so3lr64):
     np.testing.assert_allclose(forces, reference["forces"], rtol=0, atol=1e-5)
 
 
-@needs_reference
 def test_default_single_precision_matches_the_float32_reference():
     """The ASE calculator runs SO3LR in single precision by default, as the reference ASE calculator."""
     atoms = ase.io.read(REFERENCE / "dha.xyz")
@@ -89,7 +82,6 @@ def test_default_single_precision_matches_the_float32_reference():
     np.testing.assert_allclose(atoms.get_forces(), reference["forces"], rtol=0, atol=2e-4)
 
 
-@needs_reference
 @pytest.mark.parametrize("name,expected", [("atat", -112.912622), ("dha", -95.647775), ("bb", -256.953862)])
 def test_without_long_range_cutoff_matches_the_original_code(name, expected):
     """lr_cutoff=None: plain erf-damped Coulomb over all pairs and unswitched dispersion (values of the
@@ -103,14 +95,12 @@ def test_without_long_range_cutoff_matches_the_original_code(name, expected):
 
 # ---- the converter and the shipped file ----
 
-@needs_reference
 def test_shipped_model_is_the_conversion_of_the_reference_parameters(tmp_path):
     converted = tmp_path / "so3lr.pt"
     save_model(import_so3lr(REFERENCE / "params.pkl"), converted)
     assert load_model(converted)[1].weights_sha256 == load_model("so3lr")[1].weights_sha256
 
 
-@needs_reference
 def test_converter_names_a_missing_or_misshapen_array_and_other_hyperparameters(tmp_path):
     with open(REFERENCE / "params.pkl", "rb") as handle:
         tree = pickle.load(handle)
@@ -137,13 +127,12 @@ def test_converter_names_a_missing_or_misshapen_array_and_other_hyperparameters(
 
 # ---- physics ----
 
-@needs_shared
 def test_forces_of_a_charged_molecule_equal_finite_differences(so3lr64):
     """A protonated amine from SPICE (+1 e): the charge enters the embedding and, through charge
     conservation, every partial charge, so its forces exercise all of the model."""
     import h5py
 
-    with h5py.File(SHARED / "spice114_n2_modelforge.hdf5") as data:
+    with h5py.File(TEST_DATA / "spice114_n2_modelforge.hdf5") as data:
         group = data["103147721"]
         numbers = group["atomic_numbers"][()].astype(int)
         positions = group["conformations"][0].astype(np.float64) * 0.529177210903  # bohr -> Å
@@ -160,7 +149,6 @@ def test_forces_of_a_charged_molecule_equal_finite_differences(so3lr64):
         assert forces[atom, axis] == pytest.approx(-(shifted[0] - shifted[1]) / (2 * h), rel=1e-6, abs=1e-7)
 
 
-@needs_reference
 def test_rotation_and_translation(so3lr64):
     atoms = ase.io.read(REFERENCE / "bb.xyz")
     energy, forces = energy_forces(so3lr64, atoms.numbers, atoms.positions)

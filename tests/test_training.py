@@ -19,7 +19,9 @@ from so3krates_train.data import read_frames
 from so3krates_train.evaluate import error_metrics, predict_frames
 from so3krates_train.trainer import Trainer
 
-DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "rmd17_ethanol_1000.npz"
+from conftest import EXAMPLE_DATA, TEST_DATA
+
+DATA = EXAMPLE_DATA / "rmd17_ethanol_1000.npz"
 SMALL = ["model.num_features=16", "model.num_radial=8", "model.num_layers=1", "optim.batch_size=5",
          "optim.lr=5e-3", "optim.warmup_steps=10", "optim.ema_decay=0.8", "data.train=100", "data.valid=50",
          "data.test=50", f"data.path={DATA}"]
@@ -198,15 +200,14 @@ def test_checkpoint_of_the_previous_version_exports_and_resumes(tmp_path):
     from so3krates.cli import main
     from so3krates.model_file import load_model
 
-    stored = Path(__file__).parent / "data"
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copy(stored / "checkpoint_0.1.0.pt", run / "latest.pt")
+    shutil.copy(TEST_DATA / "checkpoint_0.1.0.pt", run / "latest.pt")
     assert main(["export", str(run / "latest.pt"), "-o", str(tmp_path / "model.pt")]) == 0
     data = np.load(DATA)
     z = torch.tensor(data["nuclear_charges"].astype(np.int64))
     energies = []
-    for path in (tmp_path / "model.pt", stored / "checkpoint_0.1.0_model.pt"):
+    for path in (tmp_path / "model.pt", TEST_DATA / "checkpoint_0.1.0_model.pt"):
         model = load_model(path)[0].to(torch.float64)
         pos = torch.tensor(data["coords"][3], dtype=torch.float64, requires_grad=True)
         energy = model(z, pos, None, 0.0, 0.0)
