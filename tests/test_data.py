@@ -1,5 +1,4 @@
 """Data readers on real files, unit conversions, malformed files, per-element fit, splits, check-data."""
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -12,9 +11,7 @@ from so3krates_train.fitting import fit_atomic_energies, residual_energies
 from so3krates_train.splits import make_split
 from so3krates_train.units import BOHR_ANGSTROM, HARTREE_EV, KCAL_MOL_EV
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-REPO_DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
+from conftest import EXAMPLE_DATA as REPO_DATA, TEST_DATA
 
 
 def test_unit_constants_against_hand_values():
@@ -32,31 +29,28 @@ def test_rmd17_reader_converts_kcal_mol_to_eV():
     np.testing.assert_array_equal(frames.positions[frames.atoms(3)], raw["coords"][3])
 
 
-@needs_shared
 def test_extxyz_reader_agrees_with_npz_of_same_data():
-    xyz = read_frames(SHARED / "rmd17_ethanol_1000_metatensor.xyz", energy_unit="kcal/mol")
-    npz = read_frames(SHARED / "rmd17_ethanol_1000.npz")
+    xyz = read_frames(TEST_DATA / "rmd17_ethanol_1000_metatensor.xyz", energy_unit="kcal/mol")
+    npz = read_frames(REPO_DATA / "rmd17_ethanol_1000.npz")
     np.testing.assert_allclose(xyz.energy, npz.energy, rtol=1e-12)
     np.testing.assert_allclose(xyz.forces, npz.forces, rtol=1e-9, atol=1e-12)
 
 
-@needs_shared
 def test_sgdml_reader_handles_zero_padding_and_requires_units():
-    frames = read_frames(SHARED / "qm7x_250_small_mlff.npz", energy_unit="eV")
-    raw = np.load(SHARED / "qm7x_250_small_mlff.npz")
+    frames = read_frames(REPO_DATA / "qm7x_250_small_mlff.npz", energy_unit="eV")
+    raw = np.load(REPO_DATA / "qm7x_250_small_mlff.npz")
     assert len(frames) == 2500
     assert frames.n_atoms[0] == np.count_nonzero(raw["z"][0])
     assert 0 not in frames.atomic_numbers and frames.elements == [1, 6, 7, 8, 16, 17]
     assert frames.energy[0] == raw["E"][0, 0]
     assert 240 <= len(set(frames.molecule)) <= 250
     with pytest.raises(DataError, match="energy unit"):
-        read_frames(SHARED / "qm7x_250_small_mlff.npz")
+        read_frames(REPO_DATA / "qm7x_250_small_mlff.npz")
 
 
-@needs_shared
 def test_spice_reader_units_sign_and_charge():
-    frames = read_frames(SHARED / "spice114_n2_modelforge.hdf5")
-    with h5py.File(SHARED / "spice114_n2_modelforge.hdf5") as h:
+    frames = read_frames(TEST_DATA / "spice114_n2_modelforge.hdf5")
+    with h5py.File(TEST_DATA / "spice114_n2_modelforge.hdf5") as h:
         group = h["103147721"]
         energy = group["dft_total_energy"][0] * 27.211386245988
         gradient = group["dft_total_gradient"][0]
@@ -68,10 +62,10 @@ def test_spice_reader_units_sign_and_charge():
     np.testing.assert_allclose(frames.positions[frames.atoms(k)], coords, rtol=1e-6)
     assert set(frames.charge) == {1.0}
     assert "SPICE PubChem Set 6" in frames.subset[k]
-    only_pubchem = read_frames(SHARED / "spice114_n2_modelforge.hdf5", subsets=["PubChem"])
+    only_pubchem = read_frames(TEST_DATA / "spice114_n2_modelforge.hdf5", subsets=["PubChem"])
     assert set(only_pubchem.molecule) == {"103147721"}
     with pytest.raises(DataError, match="no molecule passed the filters"):
-        read_frames(SHARED / "spice114_n2_modelforge.hdf5", charges=[0])
+        read_frames(TEST_DATA / "spice114_n2_modelforge.hdf5", charges=[0])
 
 
 def test_formal_charge_from_smiles():
@@ -83,15 +77,14 @@ def test_formal_charge_from_smiles():
     assert formal_charge("CCO") == 0
 
 
-@needs_shared
 def test_ani1x_reader():
-    frames = read_frames(SHARED / "ani1x_ccx_n5_modelforge.hdf5")
-    with h5py.File(SHARED / "ani1x_ccx_n5_modelforge.hdf5") as h:
+    frames = read_frames(TEST_DATA / "ani1x_ccx_n5_modelforge.hdf5")
+    with h5py.File(TEST_DATA / "ani1x_ccx_n5_modelforge.hdf5") as h:
         name = next(iter(h))
         energy = h[name]["wb97x_dz.energy"][0] * 27.211386245988
     assert frames.energy[0] == pytest.approx(energy, rel=1e-12)
     with pytest.raises(DataError, match="missing.*'nonsense.energy'"):
-        read_frames(SHARED / "ani1x_ccx_n5_modelforge.hdf5", method="nonsense")
+        read_frames(TEST_DATA / "ani1x_ccx_n5_modelforge.hdf5", method="nonsense")
 
 
 def test_malformed_files_get_named_errors(tmp_path):
@@ -155,9 +148,7 @@ def test_fit_of_a_single_molecule_gives_every_atom_the_same_energy():
 
 
 def test_split_by_molecule_never_shares_molecules():
-    frames = read_frames(SHARED / "qm7x_250_small_mlff.npz", energy_unit="eV") if SHARED.is_dir() else None
-    if frames is None:
-        pytest.skip("../shared/data not present")
+    frames = read_frames(REPO_DATA / "qm7x_250_small_mlff.npz", energy_unit="eV")
     split = make_split(frames, 0.8, 0.1, 0.1, seed=1, by="molecule")
     train_mols = set(frames.molecule[split.train])
     assert not train_mols & set(frames.molecule[split.test]) and not train_mols & set(frames.molecule[split.valid])
@@ -165,6 +156,45 @@ def test_split_by_molecule_never_shares_molecules():
     assert make_split(frames, 100, 20, 20, seed=1).train == make_split(frames, 100, 20, 20, seed=1).train
     with pytest.raises(DataError, match="need"):
         make_split(frames, 3000, 10, 10)
+
+
+def test_split_moves_molecules_with_elements_training_lacks_into_training():
+    """QM7-X's only chlorine molecule must not land in validation or test, where neither its per-element
+    energy nor the network could have learnt chlorine; sizes stay as asked, and common splits are unchanged."""
+    frames = read_frames(REPO_DATA / "qm7x_250_small_mlff.npz", energy_unit="eV")
+    chlorine = {str(m) for k, m in enumerate(frames.molecule) if 17 in frames.atomic_numbers[frames.atoms(k)]}
+    assert len(chlorine) == 1
+    moved = []
+    for seed in range(40):  # seeds that put the chlorine molecule outside training at first
+        messages = []
+        split = make_split(frames, 0.8, 0.1, 0.1, seed=seed, by="molecule", report=messages.append)
+        assert chlorine <= set(frames.molecule[split.train].astype(str))
+        sizes = [len(set(frames.molecule[part])) for part in (split.train, split.valid, split.test)]
+        assert sizes == [round(f * len(set(frames.molecule))) for f in (0.8, 0.1, 0.1)]
+        if messages:
+            moved.append(seed)
+            assert "Z=17" in messages[0] and "into training" in messages[0]
+    assert moved, "some seed must have drawn chlorine outside training"
+    # a split without rare elements is the plain random one
+    no_sulfur_or_chlorine = frames.select([k for k in range(len(frames))
+                                           if not {16, 17} & set(frames.atomic_numbers[frames.atoms(k)])])
+    messages = []
+    split = make_split(no_sulfur_or_chlorine, 0.8, 0.1, 0.1, seed=3, by="molecule", report=messages.append)
+    assert not messages and split.train == make_split(no_sulfur_or_chlorine, 0.8, 0.1, 0.1, seed=3, by="molecule").train
+
+
+def test_fit_names_elements_the_training_frames_lack():
+    from so3krates_train.data.frames import frames_from_arrays
+
+    frames = frames_from_arrays("two", [np.array([1, 1]), np.array([8, 1, 1]), np.array([8, 8])],
+                                [np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((2, 3))],
+                                [np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((2, 3))],
+                                np.array([-1.0, -10.0, -18.0]), ["a", "b", "c"])
+    messages = []
+    fitted = fit_atomic_energies(frames, elements=[1, 8, 17], report=messages.append)
+    assert fitted[1] == pytest.approx(-0.5) and fitted[8] == pytest.approx(-9.0)
+    assert fitted[17] == pytest.approx(-4.75)
+    assert len(messages) == 1 and "Z=[17] do not occur in the training frames" in messages[0]
 
 
 def test_check_data_flags_corrupted_frames_and_no_clean_ones():

@@ -20,8 +20,13 @@ def fit_atomic_energies(frames: Frames, elements: Optional[Sequence[int]] = None
     (ethanol: H -616, C -205, O -103 eV). Among the exact fits, the one whose E_Z are closest to each
     other is taken instead — for one molecule, the same energy for every atom — and `report` says so:
     such values carry no chemistry to other molecules (give isolated-atom energies for that).
+    Elements asked for that no frame holds are not fitted (they get the mean of the others, and
+    `report` names them), rather than reported as undetermined by the compositions.
     """
-    elements = list(frames.elements if elements is None else elements)
+    requested = list(frames.elements if elements is None else elements)
+    occurring = frames.composition(requested).sum(axis=0) > 0
+    elements = [z for z, seen in zip(requested, occurring) if seen]
+    absent = [z for z, seen in zip(requested, occurring) if not seen]
     counts = frames.composition(elements)
     design = np.hstack([counts, np.ones((len(frames), 1))]) if intercept else counts
     solution, _, rank, _ = np.linalg.lstsq(design, frames.energy, rcond=None)
@@ -40,7 +45,13 @@ def fit_atomic_energies(frames: Frames, elements: Optional[Sequence[int]] = None
     energies = solution[:len(elements)]
     if intercept:
         energies = energies + solution[-1] / counts.sum(axis=1).mean()
-    return {int(z): float(e) for z, e in zip(elements, energies)}
+    fitted = {int(z): float(e) for z, e in zip(elements, energies)}
+    if absent:
+        report(f"per-element energies: element(s) Z={absent} do not occur in the training frames, so their "
+               f"energies are not fitted (set to the mean of the others); the model learns nothing about them: "
+               f"put frames with them into training, or give `atomic_energies: {{Z: eV}}`")
+        fitted.update({int(z): float(np.mean(energies)) for z in absent})
+    return {z: fitted[z] for z in requested}
 
 
 def residual_energies(frames: Frames, atomic_energies: Dict[int, float]) -> np.ndarray:

@@ -3,7 +3,7 @@ ever seen in training). Sizes are counts or fractions; the split is saved with t
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Callable, Dict, List, Union
 
 import numpy as np
 
@@ -35,9 +35,12 @@ def _count(size: Size, total: int, name: str) -> int:
 
 
 def make_split(frames: Frames, train: Size, valid: Size, test: Size, seed: int = 0,
-               by: str = "frame") -> Split:
+               by: str = "frame", report: Callable[[str], None] = print) -> Split:
     """`by="frame"`: random frames; `by="molecule"`: whole molecules are assigned to one part, sizes then
-    count molecules."""
+    count molecules. A validation or test unit holding an element that no training unit has (QM7-X's
+    one chlorine molecule) is swapped with a training unit whose elements the rest of training still
+    has: the model could learn nothing about that element, and its per-element energy would be
+    unknown. Splits without such rare elements are unchanged; `report` says what moved."""
     rng = np.random.default_rng(seed)
     if by == "frame":
         units = [[k] for k in range(len(frames))]
@@ -55,5 +58,30 @@ def make_split(frames: Frames, train: Size, valid: Size, test: Size, seed: int =
                         f"{n_train + n_valid + n_test} {by}s (and at least one for training), but the data "
                         f"have {len(units)}")
     order = rng.permutation(len(units))
-    parts = np.split(order[:n_train + n_valid + n_test], [n_train, n_train + n_valid])
+    parts = [list(p) for p in np.split(order[:n_train + n_valid + n_test], [n_train, n_train + n_valid])]
+    _cover_elements_in_training(frames, units, parts, report)
     return Split(*[sorted(k for u in part for k in units[u]) for part in parts])
+
+
+def _cover_elements_in_training(frames: Frames, units: List[List[int]], parts: List[List[int]],
+                                report: Callable[[str], None]) -> None:
+    """Swap validation/test units with elements absent from training against training units whose
+    elements the other training units cover (in place; sizes unchanged)."""
+    present = frames.composition() > 0  # (frames, elements)
+    unit_elements = [set(np.flatnonzero(present[frames_of].any(axis=0))) for frames_of in units]
+    train = parts[0]
+    for part, name in ((parts[1], "validation"), (parts[2], "test")):
+        for position, unit in enumerate(part):
+            covered = set().union(*(unit_elements[u] for u in train))
+            missing = unit_elements[unit] - covered
+            if not missing:
+                continue
+            for t, candidate in enumerate(train):
+                rest = set().union(*(unit_elements[u] for k, u in enumerate(train) if k != t), unit_elements[unit])
+                if covered <= rest:
+                    train[t], part[position] = unit, candidate
+                    symbols = ", ".join(str(frames.elements[e]) for e in sorted(missing))
+                    report(f"split: moved a {name} unit (frames {units[unit][:3]}{'...' if len(units[unit]) > 3 else ''})"
+                           f" with element(s) Z={symbols}, which no training unit has, into training in exchange "
+                           f"for frames {units[candidate][:3]}{'...' if len(units[candidate]) > 3 else ''}")
+                    break
