@@ -27,16 +27,20 @@ LR_CUTOFF = 9.0  # Å: the test model's long-range cutoff, hence the embedding's
 DAMPING = 4.0  # Å, SO3LR's
 
 
-def phi(r: float, cutoff, sigma: float = DAMPING) -> float:
-    """SO3LR's Coulomb kernel written out (shared/design/so3lr.md §4.5), independent of the package's code."""
-    v = math.erf(r / sigma) / r
+def phi(r: float, cutoff, sigma: float) -> float:
+    """SO3LR's Coulomb kernel written out (shared/design/so3lr.md §4.5), independent of the package's code;
+    sigma = 0: the same shifted-force form of point charges."""
+    v = math.erf(r / sigma) / r if sigma else 1 / r
     if cutoff is None:
         return v
     if r >= cutoff:
         return 0.0
-    v_c = math.erf(cutoff / sigma) / cutoff
-    dv_c = (2 * cutoff * math.exp(-(cutoff / sigma) ** 2) / (math.sqrt(math.pi) * sigma) - math.erf(cutoff / sigma)) \
-        / cutoff ** 2
+    if sigma:
+        v_c = math.erf(cutoff / sigma) / cutoff
+        dv_c = (2 * cutoff * math.exp(-(cutoff / sigma) ** 2) / (math.sqrt(math.pi) * sigma)
+                - math.erf(cutoff / sigma)) / cutoff ** 2
+    else:
+        v_c, dv_c = 1 / cutoff, -1 / cutoff ** 2
     on = 0.45 * cutoff
     c = (r - on) / (cutoff - on)
     step = (lambda x: math.exp(-1 / x) if x > 0 else 0.0)
@@ -44,7 +48,7 @@ def phi(r: float, cutoff, sigma: float = DAMPING) -> float:
     return v - v_c - (1 - switch) * dv_c * (r - cutoff)
 
 
-def direct_double_sum(ml_pos, ml_q, mm_pos, mm_q, box, cutoff) -> float:
+def direct_double_sum(ml_pos, ml_q, mm_pos, mm_q, box, cutoff, sigma: float = 0.0) -> float:
     """Σ_i Σ_J k_e q_i Q_J φ(r_iJ) over every periodic image within the cutoff (eV)."""
     images = [np.zeros(3)] if box is None else [np.array(n) @ box for n in itertools.product(range(-3, 4), repeat=3)]
     total = 0.0
@@ -53,13 +57,14 @@ def direct_double_sum(ml_pos, ml_q, mm_pos, mm_q, box, cutoff) -> float:
             for shift in images:
                 r = float(np.linalg.norm(mm_pos[j] + shift - ml_pos[i]))
                 if cutoff is None or r < cutoff:
-                    total += COULOMB_EV_ANGSTROM * ml_q[i] * mm_q[j] * phi(r, cutoff)
+                    total += COULOMB_EV_ANGSTROM * ml_q[i] * mm_q[j] * phi(r, cutoff, sigma)
     return total
 
 
+@pytest.mark.parametrize("sigma", [0.0, DAMPING], ids=["point", "damped"])
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
 @pytest.mark.parametrize("box_width", [None, 30.0, 10.0], ids=["vacuum", "box>2cutoff", "box<cutoff"])
-def test_embedding_term_equals_direct_double_sum(compiled, box_width):
+def test_embedding_term_equals_direct_double_sum(compiled, box_width, sigma):
     rng = np.random.default_rng(0)
     cutoff = 12.0
     ml_pos = rng.uniform(2, 8, size=(6, 3))
@@ -68,18 +73,21 @@ def test_embedding_term_equals_direct_double_sum(compiled, box_width):
     box = None if box_width is None else np.diag([box_width, box_width * 1.1, box_width * 0.9])
     if box is not None:
         box[2, 0], box[1, 0] = 0.2 * box_width, -0.1 * box_width  # triclinic, reduced form
-    embedding = ElectrostaticEmbedding(DAMPING, cutoff, compiled=compiled)
+    embedding = ElectrostaticEmbedding(sigma, cutoff, compiled=compiled)
     t = (lambda a: torch.tensor(a, dtype=torch.float64))
     energy = embedding(t(ml_pos), t(ml_q), t(mm_pos), t(mm_q), None if box is None else t(box))
-    assert energy.item() == pytest.approx(direct_double_sum(ml_pos, ml_q, mm_pos, mm_q, box, cutoff), rel=1e-10)
-    if box is None:  # lrCutoff=None: plain erf(r/σ)/r over all pairs
-        plain = ElectrostaticEmbedding(DAMPING, None, compiled=compiled)(t(ml_pos), t(ml_q), t(mm_pos), t(mm_q))
-        assert plain.item() == pytest.approx(direct_double_sum(ml_pos, ml_q, mm_pos, mm_q, None, None), rel=1e-10)
+    expected = direct_double_sum(ml_pos, ml_q, mm_pos, mm_q, box, cutoff, sigma)
+    assert energy.item() == pytest.approx(expected, rel=1e-10)
+    if box is None:  # lrCutoff=None: the unshifted kernel over all pairs
+        plain = ElectrostaticEmbedding(sigma, None, compiled=compiled)(t(ml_pos), t(ml_q), t(mm_pos), t(mm_q))
+        assert plain.item() == pytest.approx(direct_double_sum(ml_pos, ml_q, mm_pos, mm_q, None, None, sigma),
+                                             rel=1e-10)
 
 
-def test_embedding_kernel_is_smooth_at_the_cutoff():
+@pytest.mark.parametrize("sigma", [0.0, DAMPING], ids=["point", "damped"])
+def test_embedding_kernel_is_smooth_at_the_cutoff(sigma):
     """Energy and force go to zero at r_c, so nothing jumps when an MM charge crosses it."""
-    embedding = ElectrostaticEmbedding(DAMPING, 12.0)
+    embedding = ElectrostaticEmbedding(sigma, 12.0)
     one = torch.ones(1, dtype=torch.float64)
     for r in (11.999, 12.001):
         pos = torch.tensor([[r, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
@@ -139,13 +147,14 @@ def test_ml_charges_are_handed_over_and_lennard_jones_kept(charged_model, asp_pr
     assert any(before.getParticleParameters(i)[0]._value != 0 for i in ml_atoms)
 
 
-def test_total_energy_is_mm_part_plus_model_plus_embedding(charged_model, asp_pro_in_water):
+@pytest.mark.parametrize("sigma", [0.0, DAMPING], ids=["point", "damped"])
+def test_total_energy_is_mm_part_plus_model_plus_embedding(charged_model, asp_pro_in_water, sigma):
     """Against a System built by hand: the MM force field without the ML atoms' internal terms and
-    charges, plus the model's energy and the direct double sum with the model's charges. Nothing is
-    counted twice, nothing dropped."""
+    charges, plus the model's energy and the direct double sum with the model's charges (point charges
+    by default, SO3LR's damped kernel with embeddingDamping). Nothing is counted twice, nothing dropped."""
     potential, path = charged_model
     topology, positions, mm_system, ml_atoms = asp_pro_in_water
-    system = mixed(path, topology, mm_system, ml_atoms)
+    system = mixed(path, topology, mm_system, ml_atoms, **({"embeddingDamping": sigma * unit.angstrom} if sigma else {}))
     total, _ = openmm_energy_forces(system, positions, "Reference")
 
     by_hand = copy.deepcopy(mm_system)
@@ -168,8 +177,8 @@ def test_total_energy_is_mm_part_plus_model_plus_embedding(charged_model, asp_pr
                     force.setTorsionParameters(k, *atoms, periodicity, phase, 0.0)
         elif isinstance(force, openmm.NonbondedForce):
             for i in ml_atoms:
-                _, sigma, epsilon = force.getParticleParameters(i)
-                force.setParticleParameters(i, 0.0, sigma, epsilon)
+                _, lj_sigma, epsilon = force.getParticleParameters(i)
+                force.setParticleParameters(i, 0.0, lj_sigma, epsilon)
             existing = {tuple(sorted(force.getExceptionParameters(k)[:2])): k for k in range(force.getNumExceptions())}
             for i in ml_atoms:
                 for j in ml_atoms:
@@ -187,7 +196,7 @@ def test_total_energy_is_mm_part_plus_model_plus_embedding(charged_model, asp_pr
     mm_atoms = [i for i in range(mm_system.getNumParticles()) if i not in ml]
     mm_q = np.array([nonbonded.getParticleParameters(i)[0]._value for i in mm_atoms])
     box = np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom))
-    embed = direct_double_sum(positions[ml_atoms] * 10, q, positions[mm_atoms] * 10, mm_q, box, LR_CUTOFF)
+    embed = direct_double_sum(positions[ml_atoms] * 10, q, positions[mm_atoms] * 10, mm_q, box, LR_CUTOFF, sigma)
     assert abs(embed) > 0.01, "the embedding term must matter in this test"
     expected = mm_part + (model_energy + embed) * KJ_PER_MOL_PER_EV
     assert total == pytest.approx(expected, rel=1e-8, abs=1e-6)
@@ -232,7 +241,7 @@ def test_charge_derivatives_contribute_to_forces(charged_model, asp_pro_in_water
     mm_q = torch.tensor([nonbonded.getParticleParameters(i)[0]._value for i in mm_atoms], dtype=torch.float64)
     mm_pos = torch.tensor(positions[mm_atoms] * 10, dtype=torch.float64)
     cell = torch.tensor(np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom)))
-    embedding = ElectrostaticEmbedding(DAMPING, LR_CUTOFF)
+    embedding = ElectrostaticEmbedding(0.0, LR_CUTOFF)
     gradients = []
     for frozen in (False, True):
         pos = torch.tensor(positions[ml_atoms] * 10, dtype=torch.float64, requires_grad=True)
@@ -293,6 +302,13 @@ def test_electrostatic_embedding_refusals(charged_model, model_file64, asp_pro_i
     with pytest.raises(ValueError, match="option of createMixedSystem"):
         MLPotential("so3krates", modelPath=str(charged_model[1])).createSystem(alanine[2], charge=0,
                                                                               embedding="electrostatic")
+    with pytest.raises(ValueError, match="embeddingDamping is an option of embedding='electrostatic'"):
+        MLPotential("so3krates", modelPath=str(charged_model[1])).createMixedSystem(
+            topology, mm_system, ml_atoms, embeddingDamping=0.4)
+    with pytest.raises(ValueError, match=r"embeddingDamping=40 is in nm .*pass 4 or 40\*unit.angstrom"):
+        mixed(charged_model[1], topology, mm_system, ml_atoms, embeddingDamping=40)
+    with pytest.raises(ValueError, match="embeddingDamping=-0.1 must be a positive length"):
+        mixed(charged_model[1], topology, mm_system, ml_atoms, embeddingDamping=-0.1)
     with pytest.raises(ValueError, match="cudaGraphs=True is not supported with embedding='electrostatic'"):
         mixed(charged_model[1], topology, mm_system, ml_atoms, cudaGraphs=True)
     with pytest.raises(EmbeddingError, match=r"cuts 1 covalent bond\(s\) \(C of ASP1 \(atom \d+\) - N of PRO2"):

@@ -6,7 +6,8 @@
 //
 //   pair_energy(term, atom_values (N, K), vectors (P, 3), pair_values (P,)?, idx_i, idx_j, constants)
 //       -> per-atom energies (N,): each pair's energy goes to atom idx_i
-//   term "coulomb":    K = 1 (partial charge); constants [damping width, cutoff (0: none), e²/4πε0]
+//   term "coulomb":    K = 1 (partial charge); constants [damping width (0: none), cutoff (0: none),
+//                      e²/4πε0]
 //   term "dispersion": K = 2 (polarisability, C6); constants [damping scale, cutoff (0: none), switch
 //                      width, bohr, hartree, R_vdW factor, b0, b1, b2, b3]
 //   term "zbl":        K = 1 (atomic number); pair_values: the short-range cutoff function; constants
@@ -62,10 +63,15 @@ struct Coulomb {
   explicit Coulomb(const std::vector<double>& c) : sigma(c[0]), cutoff(c[1]), coulomb(c[2]) {
     if (cutoff > 0) potential(cutoff, value_rc, slope_rc);
   }
+  // erf(r/sigma)/r, or 1/r for sigma = 0 (point charges), and d/dr
   void potential(T r, T& v, T& dv) const {
-    const T e = std::erf(r / sigma);
-    v = e / r;
-    dv = (T(2) / (std::sqrt(T(M_PI)) * sigma) * std::exp(-(r / sigma) * (r / sigma)) - v) / r;
+    if (sigma > 0) {
+      v = std::erf(r / sigma) / r;
+      dv = (T(2) / (std::sqrt(T(M_PI)) * sigma) * std::exp(-(r / sigma) * (r / sigma)) - v) / r;
+    } else {
+      v = 1 / r;
+      dv = -v / r;
+    }
   }
   void operator()(const T* ai, const T* aj, T d, T, T& e, T& de_dd, T* de_dai, T* de_daj, T& de_dx) const {
     T phi, dphi;

@@ -9,7 +9,7 @@ CPU op per term (plugin/extensions/physics_cpu.cpp; differentiable once, for ene
 forty-odd elementwise operations over all pairs, forward and backward, become one pass each way.
 """
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -89,17 +89,29 @@ class ZBLRepulsion(nn.Module):
         return per_atom(energy * switch_off(distance, 0.0, self.switch_end), idx_i, z.shape[0])
 
 
+def coulomb_kernel_at(r: float, sigma: float) -> Tuple[float, float]:
+    """(value, slope) of erf(r/σ)/r at a distance r (Å), or of 1/r for σ = 0."""
+    if sigma == 0.0:
+        return 1.0 / r, -1.0 / r ** 2
+    value = math.erf(r / sigma) / r
+    return value, (2.0 * math.exp(-(r / sigma) ** 2) / (math.sqrt(math.pi) * sigma) - value) / r
+
+
 class Electrostatics(nn.Module):
     """Coulomb energy of the predicted partial charges, erf-damped at short range (width
-    `damping_width` Å). With a cutoff r_c: shifted (and, from 0.45 r_c, smoothly shifted-force), exactly
-    zero at r_c; without one (vacuum): plain erf(r/σ)/r over all pairs."""
+    `damping_width` Å; 0: point charges, 1/r). With a cutoff r_c: shifted (and, from 0.45 r_c, smoothly
+    shifted-force), exactly zero at r_c; without one (vacuum): plain erf(r/σ)/r over all pairs."""
 
     def __init__(self, damping_width: float):
         super().__init__()
+        if damping_width < 0:
+            raise ValueError(f"damping width {damping_width} Å must be >= 0 (0: point charges)")
         self.damping_width = damping_width
         self.coulomb = COULOMB_EV_ANGSTROM
 
     def _damped(self, r: torch.Tensor) -> torch.Tensor:
+        if self.damping_width == 0.0:
+            return 1.0 / r
         return torch.erf(r / self.damping_width) / r
 
     def forward(self, charges: torch.Tensor, vectors: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
@@ -113,9 +125,7 @@ class Electrostatics(nn.Module):
         if lr_cutoff is None:
             return per_atom(coupling * self._damped(distance), idx_i, charges.shape[0])
         rc = lr_cutoff
-        sigma = self.damping_width
-        value_rc = math.erf(rc / sigma) / rc
-        slope_rc = (2.0 * rc * math.exp(-(rc / sigma) ** 2) / (math.sqrt(math.pi) * sigma) - math.erf(rc / sigma)) / rc ** 2
+        value_rc, slope_rc = coulomb_kernel_at(rc, self.damping_width)
         blend = 1.0 - switch_off(distance, 0.45 * rc, rc)
         potential = self._damped(distance) - value_rc - blend * slope_rc * (distance - rc)
         inside = distance < rc

@@ -22,9 +22,11 @@ from .embedding import EmbeddingError, check_whole_molecules, take_over_ml_coulo
 
 # all-pairs lists grow as N²: beyond this many ML atoms CUDA graphs would cost more than they save
 STATIC_PAIRS_MAX_ATOMS = 512
-# lrCutoff is a length in nm (OpenMM's unit) unless given as a Quantity; anything longer is a unit mistake
-MAX_LR_CUTOFF_NM = 5.0
-OPTIONS = ("precision", "returnForces", "cudaGraphs", "charge", "multiplicity", "lrCutoff", "embedding")
+# lengths (lrCutoff, embeddingDamping) are in nm (OpenMM's unit) unless given as a Quantity; anything
+# longer than this is a unit mistake
+MAX_LENGTH_NM = 5.0
+OPTIONS = ("precision", "returnForces", "cudaGraphs", "charge", "multiplicity", "lrCutoff", "embedding",
+           "embeddingDamping")
 # options of openmm-ml 1.8's embedding methods, which it passes on to every potential's addForces
 OPENMM_ML_OPTIONS = ("mlLongRange", "linkAtomDistances")
 EMBEDDINGS = ("mechanical", "electrostatic")
@@ -60,16 +62,16 @@ class SO3LRPotentialImplFactory(MLPotentialImplFactory):
         return SO3kratesPotentialImpl(name, str(PACKAGED_MODEL))
 
 
-def lr_cutoff_angstrom(value) -> Optional[float]:
-    """lrCutoff as given (Quantity, number in nm, or None for no cutoff) -> Å or None."""
+def length_angstrom(name: str, value) -> Optional[float]:
+    """A length option as given (Quantity, number in nm, or None) -> Å or None."""
     if value is None:
         return None
     if unit.is_quantity(value):
-        return float(value.value_in_unit(unit.angstrom))
+        value = value.value_in_unit(unit.nanometer)
     if not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"lrCutoff={value!r} must be a positive length (nm, or an openmm.unit Quantity), or None")
-    if value > MAX_LR_CUTOFF_NM:
-        raise ValueError(f"lrCutoff={value} is in nm (OpenMM's length unit): that is {value * 10:g} Å; for "
+        raise ValueError(f"{name}={value!r} must be a positive length (nm, or an openmm.unit Quantity), or None")
+    if value > MAX_LENGTH_NM:
+        raise ValueError(f"{name}={value} is in nm (OpenMM's length unit): that is {value * 10:g} Å; for "
                          f"{value} Å pass {value / 10:g} or {value}*unit.angstrom")
     return float(value) * 10.0
 
@@ -108,7 +110,11 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
         atoms act between ML and MM atoms) or "electrostatic" (the model's predicted charges do, through
         the model's own Coulomb kernel and lrCutoff, inside the TorchForce; the ML atoms' MM charges are
         zeroed; see openmm/embedding.py and model/embedding.py). With openmm-ml 1.7 the keyword reaches
-        addForces; openmm-ml 1.8 asks getSupportedEmbeddings() and calls createMixedSystem().
+        addForces; openmm-ml 1.8 asks getSupportedEmbeddings() and calls createMixedSystem();
+      embeddingDamping (electrostatic embedding): None (default: point charges, 1/r, shifted-force to
+        zero at lrCutoff) or a length σ (nm or Quantity): erf(r/σ)/r, the kernel of SO3LR's own
+        electrostatics with σ = 0.4 nm. Point charges are the default because the damped kernel halves
+        the water's pull on charged groups at hydrogen-bond distances (README, *Molecules in water*).
 
     getMLLongRange() is False: the model's interactions end at a finite cutoff (its long-range terms
     are a truncated, shifted real-space sum, not Ewald), so with mechanical embedding in a periodic
@@ -143,7 +149,7 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
     def addForces(self, topology: openmm.app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
                   forceGroup: int, precision: Optional[str] = None, returnForces: bool = True,
                   cudaGraphs: bool = False, charge: Optional[float] = None, multiplicity: Optional[int] = None,
-                  lrCutoff=MODEL_DEFAULT, embedding: str = "mechanical", **args) -> None:
+                  lrCutoff=MODEL_DEFAULT, embedding: str = "mechanical", embeddingDamping=None, **args) -> None:
         from ..torchscript import configure_torchscript
         from .plugins import ensure_torch_plugins
         from .torchforce import EmbeddedMLEnergy, MLEnergy, make_torch_force
@@ -156,6 +162,9 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
                              "has a size that depends on the positions): use cudaGraphs=False")
         potential = load_model(self.modelPath)[0]
         electrostatic = self._check_embedding(embedding, topology, atoms, system, potential)
+        damping = length_angstrom("embeddingDamping", embeddingDamping)
+        if damping is not None and not electrostatic:
+            raise ValueError("embeddingDamping is an option of embedding='electrostatic'")
         ensure_torch_plugins()
         configure_torchscript()
         all_atoms = list(topology.atoms())
@@ -181,7 +190,7 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
         selected = None if atoms is None else indices
         if electrostatic:
             mm_indices, mm_charges = take_over_ml_coulomb(system, indices)
-            coulomb = ElectrostaticEmbedding(self.info.config.electrostatic_damping, lr_cutoff)
+            coulomb = ElectrostaticEmbedding(damping or 0.0, lr_cutoff)
             energy = EmbeddedMLEnergy(potential, numbers, indices, periodic, dtype, total_charge, unpaired, mm_indices,
                                       mm_charges, coulomb)
         else:
@@ -220,7 +229,7 @@ class SO3kratesPotentialImpl(MLPotentialImpl):
                 raise ValueError(f"lrCutoff: {self.modelPath} has no long-range terms (its only cutoff is "
                                  f"{self.info.config.cutoff} Å)")
             return None
-        cutoff = self.info.config.lr_cutoff if value is MODEL_DEFAULT else lr_cutoff_angstrom(value)
+        cutoff = self.info.config.lr_cutoff if value is MODEL_DEFAULT else length_angstrom("lrCutoff", value)
         if cutoff is None and periodic:
             raise ValueError("lrCutoff=None (plain Coulomb over all pairs) is for vacuum only; a periodic system "
                              "needs a finite lrCutoff")
