@@ -59,7 +59,14 @@ class SphericalHarmonics(nn.Module):
         points = torch.randn(4096, 3, dtype=torch.float64, generator=generator)
         points = points / torch.linalg.norm(points, dim=1, keepdim=True)
         target = o3.SphericalHarmonics(list(degrees), normalize=True, normalization="integral")(points)
-        solution = torch.linalg.lstsq(self.monomials(points), target, driver="gelsd").solution
+        # LAPACK's last bits depend on the thread count: fit on one thread, so that the same degrees give
+        # the same constant to the bit (model files written in different processes have equal digests)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            solution = torch.linalg.lstsq(self.monomials(points), target, driver="gelsd").solution
+        finally:
+            torch.set_num_threads(threads)
         # derived from the degrees alone: not part of checkpoints
         self.register_buffer("coefficients", solution.to(torch.get_default_dtype()), persistent=False)  # (M, m_tot)
         self.register_buffer("parity", torch.tensor([float((-1) ** l) for l in degrees for _ in range(2 * l + 1)]),
