@@ -61,6 +61,9 @@ def make_system(model_path: str, pdb_path: str, water_padding_nm: float = 0.0, w
     if water_padding_nm <= 0:
         system = ml_potential(model_path).createSystem(pdb.topology, **options)
         return MolecularSystem(pdb.topology, pdb.positions, system, solute)
+    if water != "all-ml" and water_padding_nm < MIN_WATER_PADDING_NM:
+        raise ValueError(f"water padding {water_padding_nm} nm is too small for ML/MM: use at least "
+                         f"{MIN_WATER_PADDING_NM} nm so that the box is wider than twice the {MM_CUTOFF_NM} nm MM cutoff")
     modeller, mm_system = solvate(pdb, water_padding_nm, neutralize=water != "all-ml")
     return in_water(model_path, modeller.topology, modeller.positions, solute, mm_system, water, **options)
 
@@ -76,9 +79,6 @@ def ml_potential(model_path: str):
 def solvate(pdb: app.PDBFile, padding_nm: float, neutralize: bool = True) -> Tuple[app.Modeller, openmm.System]:
     """The PDB's molecule in a box of TIP3P water (`padding_nm` on every side; Na+/Cl- to neutralise
     if asked) and its Amber14/TIP3P System (PME, hydrogen bonds constrained)."""
-    if padding_nm < MIN_WATER_PADDING_NM:
-        raise ValueError(f"water padding {padding_nm} nm is too small: use at least {MIN_WATER_PADDING_NM} nm "
-                         f"so that the box is wider than twice the {MM_CUTOFF_NM} nm MM cutoff")
     forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
     modeller = app.Modeller(pdb.topology, pdb.positions)
     modeller.addSolvent(forcefield, padding=padding_nm * unit.nanometer, model="tip3p", neutralize=neutralize)
