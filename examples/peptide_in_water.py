@@ -1,8 +1,11 @@
-"""Alanine dipeptide as the ML region (the pretrained SO3LR, or another model file) inside TIP3P
-water (openmm-ml createMixedSystem with Amber14 for the water): Langevin MD, then the potential
-energy over time and the radial distribution of water oxygens around the peptide's heavy atoms.
+"""Alanine dipeptide in water with the pretrained SO3LR (or another model file): Langevin MD, then
+the potential energy over time and the radial distribution of water oxygens around the peptide's
+heavy atoms. --water says how the water is described: TIP3P (Amber14) with the peptide as the ML
+region of openmm-ml's createMixedSystem, with the model's own predicted charges acting on the water
+(`electrostatic`, the default; needs a model with a partial-charge head such as SO3LR) or the MM
+charges (`mechanical`), or the water described by the model too (`all-ml`, slow on a CPU).
 
-    python examples/peptide_in_water.py [--model so3lr] [--steps 5000] [--output runs/water]
+    python examples/peptide_in_water.py [--model so3lr] [--water electrostatic] [--steps 5000] [--output runs/water]
 """
 import argparse
 import csv
@@ -15,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mdtraj  # noqa: E402
 import openmm.app as app  # noqa: E402
 
-from so3krates.md import ALANINE_DIPEPTIDE_PDB, build_simulation, run_md  # noqa: E402
+from so3krates.md import ALANINE_DIPEPTIDE_PDB, WATER_MODELS, build_simulation, run_md  # noqa: E402
 
 
 def main() -> None:
@@ -24,12 +27,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--report-interval", type=int, default=50)
     parser.add_argument("--padding", type=float, default=1.0, help="water padding (nm)")
+    parser.add_argument("--water", choices=sorted(WATER_MODELS), default="electrostatic",
+                        help="how the water is described (so3krates.md.WATER_MODELS)")
     parser.add_argument("--minimize", action="store_true", help="minimise first (for trained models)")
     parser.add_argument("--output", default="runs/water")
     args = parser.parse_args()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    simulation, ml_atoms = build_simulation(args.model, str(ALANINE_DIPEPTIDE_PDB), water_padding_nm=args.padding)
+    simulation, ml_atoms = build_simulation(args.model, str(ALANINE_DIPEPTIDE_PDB), water_padding_nm=args.padding,
+                                            water=args.water)
     topology_file = out / "solvated.pdb"
     state = simulation.context.getState(getPositions=True)
     with open(topology_file, "w") as handle:
@@ -48,7 +54,7 @@ def main() -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     left.plot(time_ps, energy)
-    left.set(xlabel="time (ps)", ylabel="potential energy (kJ/mol)", title="ML peptide in MM water")
+    left.set(xlabel="time (ps)", ylabel="potential energy (kJ/mol)", title=f"peptide in water ({args.water})")
     right.plot(10 * r, g)
     right.set(xlabel="distance (Å)", ylabel="g(r)", title="water O around peptide heavy atoms")
     fig.tight_layout()

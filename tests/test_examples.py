@@ -30,9 +30,14 @@ def test_alanine_ramachandran(untrained_model, tmp_path):
 
 
 def test_peptide_in_water(untrained_model, tmp_path):
-    run("peptide_in_water.py", "--model", str(untrained_model), "--steps", "6", "--report-interval", "2",
-        "--output", str(tmp_path))
+    run("peptide_in_water.py", "--model", str(untrained_model), "--water", "mechanical", "--steps", "6",
+        "--report-interval", "2", "--output", str(tmp_path))
     assert (tmp_path / "water.png").stat().st_size > 1000
+
+
+def test_peptide_in_water_with_so3lr_and_its_own_charges(tmp_path):
+    out = run("peptide_in_water.py", "--steps", "4", "--report-interval", "2", "--output", str(tmp_path))
+    assert (tmp_path / "water.png").stat().st_size > 1000 and "(22 ML)" in out
 
 
 def test_train_and_evaluate(tmp_path):
