@@ -20,6 +20,10 @@ run in --output (a run that is interrupted resumes from its last checkpoint), an
     python benchmarks/stability.py --model so3lr --pdb examples/data/diglycine.pdb --water 1.0 --ps 10
     python benchmarks/stability.py --model so3lr --pdb examples/data/chignolin.pdb --water 1.0 --ps 3 \\
         --modes mechanical electrostatic electrostatic-damped
+
+--transfer PROTON ACCEPTOR (with --water and --output of such a run) measures why a proton moves: the
+energy change of putting it on the acceptor, the rest fixed, per description (SO3LR alone, each
+embedding).
 """
 import argparse
 import json
@@ -342,6 +346,42 @@ def plot(results: List[Dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def proton_transfer_energies(args) -> None:
+    """Why a proton moves: with the MM-equilibrated start of --water fixed, the proton --transfer H ACCEPTOR
+    is put at its bond length from the acceptor, on the line from its own atom (nothing relaxed), and
+    the energy change is printed for the solute alone (SO3LR in vacuum) and for each ML/MM mode. A
+    negative change favours the transfer; the difference between the modes is what the water's answer
+    to the moved charges is worth in each description."""
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    pdb = app.PDBFile(args.pdb)
+    solute = list(range(pdb.topology.getNumAtoms()))
+    topology, positions, _, mm_system = equilibrated_start(pdb, args.water, True, args.equilibrate_ps, args.seed, out)
+    labels = [f"{a.name} {a.residue.name}{a.residue.index + 1}" for a in topology.atoms()]
+    proton, acceptor = (labels.index(name) for name in args.transfer)
+    own = next(b.index if a.index == proton else a.index for a, b in topology.bonds() if proton in (a.index, b.index))
+    start = np.array(positions.value_in_unit(unit.nanometer))
+    moved = start.copy()
+    direction = start[own] - start[acceptor]
+    moved[proton] = start[acceptor] + direction / np.linalg.norm(direction) * np.linalg.norm(start[proton] - start[own])
+    print(f"{labels[proton]}: {labels[own]} -> {labels[acceptor]}, {10 * np.linalg.norm(start[own] - start[acceptor]):.2f} Å "
+          f"apart; energy change on moving it (kJ/mol; negative favours the transfer):")
+    potential = ml_potential(args.model)
+    charge = solute_charge(args.model, topology, solute, mm_system, args.charge, None)
+    cases = {"SO3LR, solute alone (vacuum)": (potential.createSystem(pdb.topology, charge=charge), solute)}
+    for mode in ("mechanical", "electrostatic", "electrostatic-damped"):
+        cases[f"ML/MM, {mode}"] = (potential.createMixedSystem(topology, mm_system, solute, charge=args.charge,
+                                                               **EMBEDDING_OPTIONS[mode]), None)
+    for name, (system, atoms) in cases.items():
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
+                                 {"Threads": str(args.threads)})
+        energies = []
+        for pos in (start, moved):
+            context.setPositions(pos if atoms is None else pos[atoms])
+            energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+        print(f"  {name:36s} {energies[1] - energies[0]:+9.1f}")
+
+
 def water(args) -> None:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -370,11 +410,16 @@ def main() -> None:
     parser.add_argument("--nve-ps", type=float, default=1.0, help="NVE length after NVT (ps)")
     parser.add_argument("--equilibrate-ps", type=float, default=20.0, help="MM equilibration (ps)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--transfer", nargs=2, metavar=("PROTON", "ACCEPTOR"),
+                        help='with --water: energy change of moving one proton, e.g. "H GLY1" "OD2 ASP3"')
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS or all cores)")
     parser.add_argument("--output", default="runs/stability")
     args = parser.parse_args()
     args.threads = use_threads(args.threads)
-    water(args) if args.water > 0 else vacuum(args)
+    if args.transfer:
+        proton_transfer_energies(args)
+    else:
+        water(args) if args.water > 0 else vacuum(args)
 
 
 if __name__ == "__main__":
