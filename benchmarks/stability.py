@@ -21,6 +21,7 @@ run in --output (a run that is interrupted resumes from its last checkpoint), an
     python benchmarks/stability.py --model so3lr --pdb examples/data/chignolin.pdb --water 1.0 --ps 3 \\
         --modes mechanical electrostatic electrostatic-damped
 
+--plot-from DIR ... --output FIGURE.png draws the stored runs of several molecules into one figure.
 --transfer PROTON ACCEPTOR (with --water and --output of such a run) measures why a proton moves: the
 energy change of putting it on the acceptor, the rest fixed, per description (SO3LR alone, each
 embedding).
@@ -410,11 +411,18 @@ def main() -> None:
     parser.add_argument("--nve-ps", type=float, default=1.0, help="NVE length after NVT (ps)")
     parser.add_argument("--equilibrate-ps", type=float, default=20.0, help="MM equilibration (ps)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--plot-from", nargs="+", metavar="DIR",
+                        help="only draw the runs stored in these --output folders into the figure --output")
     parser.add_argument("--transfer", nargs=2, metavar=("PROTON", "ACCEPTOR"),
                         help='with --water: energy change of moving one proton, e.g. "H GLY1" "OD2 ASP3"')
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS or all cores)")
     parser.add_argument("--output", default="runs/stability")
     args = parser.parse_args()
+    if args.plot_from:
+        results = [summarize(json.loads(f.read_text())) for d in args.plot_from for m in WATER_MODES
+                   if (f := Path(d) / f"{m}.json").exists()]
+        plot(results, Path(args.output))
+        return
     args.threads = use_threads(args.threads)
     if args.transfer:
         proton_transfer_energies(args)
