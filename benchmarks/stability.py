@@ -24,7 +24,8 @@ run in --output (a run that is interrupted resumes from its last checkpoint), an
 --plot-from DIR ... --output FIGURE.png draws the stored runs of several molecules into one figure.
 --transfer PROTON ACCEPTOR (with --water and --output of such a run) measures why a proton moves: the
 energy change of putting it on the acceptor, the rest fixed, per description (SO3LR alone, each
-embedding).
+embedding), in the MM start or in --frame (each run keeps the structure of the last report before a
+proton first left its atom).
 """
 import argparse
 import json
@@ -277,13 +278,19 @@ def water_run(args, mode: str, out: Path) -> Dict:
         record = json.loads(partial.read_text())
         print(f"{mode}: resuming at {record['steps'] * TIMESTEP_FS / 1000:.2f} ps")
     total_steps = int(round((args.all_ml_ps if all_ml else args.ps) * 1000 / TIMESTEP_FS))
+    before_transfer = out / f"{mode}.before_first_transfer.xml"  # for --transfer --frame
+    previous = context.getState(getPositions=True)
     while record["steps"] < total_steps:
         start = time.perf_counter()
         integrator.step(REPORT_STEPS)
         record["seconds"] += time.perf_counter() - start
         record["steps"] += REPORT_STEPS
         record["times_ps"].append(record["steps"] * TIMESTEP_FS / 1000)
-        record["reports"].append(observer.observe(positions_nm(context), box))
+        state = context.getState(getPositions=True)
+        record["reports"].append(observer.observe(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), box))
+        if not before_transfer.exists() and any(w != o for w, o in zip(record["reports"][-1]["nearest"], observer.own)):
+            before_transfer.write_text(openmm.XmlSerializer.serialize(previous))
+        previous = state
         if record["steps"] % CHECKPOINT_STEPS == 0 or record["steps"] >= total_steps:
             state = context.getState(getPositions=True, getVelocities=True, getParameters=True)
             checkpoint.write_text(openmm.XmlSerializer.serialize(state))
@@ -358,6 +365,8 @@ def proton_transfer_energies(args) -> None:
     pdb = app.PDBFile(args.pdb)
     solute = list(range(pdb.topology.getNumAtoms()))
     topology, positions, _, mm_system = equilibrated_start(pdb, args.water, True, args.equilibrate_ps, args.seed, out)
+    if args.frame:
+        positions = openmm.XmlSerializer.deserialize(Path(args.frame).read_text()).getPositions()
     labels = [f"{a.name} {a.residue.name}{a.residue.index + 1}" for a in topology.atoms()]
     proton, acceptor = (labels.index(name) for name in args.transfer)
     own = next(b.index if a.index == proton else a.index for a, b in topology.bonds() if proton in (a.index, b.index))
@@ -411,6 +420,8 @@ def main() -> None:
     parser.add_argument("--nve-ps", type=float, default=1.0, help="NVE length after NVT (ps)")
     parser.add_argument("--equilibrate-ps", type=float, default=20.0, help="MM equilibration (ps)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--frame", help="with --transfer: a state XML to start from instead of the MM start "
+                        "(a run's <mode>.before_first_transfer.xml: the last report before a proton first left)")
     parser.add_argument("--plot-from", nargs="+", metavar="DIR",
                         help="only draw the runs stored in these --output folders into the figure --output")
     parser.add_argument("--transfer", nargs=2, metavar=("PROTON", "ACCEPTOR"),
