@@ -49,3 +49,16 @@ def test_our_side_of_the_benchmark_runs_to_a_scored_model(tmp_path):
     assert len(result["curve"]["minutes"]) == result["epochs"] >= 1
     plot({"3bpa": {"SO3krates": result}}, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_qm7x_is_split_by_molecule_with_every_element_in_training(tmp_path):
+    """The multi-molecule case: test molecules are unseen in training, and chlorine (one molecule) is
+    trained on; MACE gets the MACE-OFF23 training settings."""
+    trainer = prepare("qm7x", 1.0, tmp_path, [])
+    frames, split = trainer.frames, trainer.split
+    molecules = [set(frames.molecule[part]) for part in (split.train, split.valid, split.test)]
+    assert not molecules[0] & molecules[2] and not molecules[0] & molecules[1]
+    assert [len(m) for m in molecules] == [round(f * len(set(frames.molecule))) for f in (0.8, 0.1, 0.1)]
+    train_elements = set(np.concatenate([frames.atomic_numbers[frames.atoms(k)] for k in split.train]))
+    assert train_elements == {1, 6, 7, 8, 16, 17}
+    assert "--energy_weight=40" in DATASETS["qm7x"]["mace"] and "--forces_weight=1000" in DATASETS["qm7x"]["mace"]
