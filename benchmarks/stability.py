@@ -346,7 +346,7 @@ def plot(results: List[Dict], path: Path) -> None:
             twin.set_ylabel("salt bridge (Å)", fontsize=7)
         ax.set_ylim(-0.1, 1.6)
         ax.set_yticks([0, 1], ["own", "away"])
-        ax.set_title(f"{Path(result['pdb']).stem}, {result['mode']}", fontsize=8)
+        ax.set_title(f"{result.get('run', Path(result['pdb']).stem)}, {result['mode']}", fontsize=8)
         if away.any():
             ax.legend(fontsize=6, loc="upper left")
     axes[-1, 0].set_xlabel("time (ps)")
@@ -430,8 +430,8 @@ def main() -> None:
     parser.add_argument("--output", default="runs/stability")
     args = parser.parse_args()
     if args.plot_from:
-        results = [summarize(json.loads(f.read_text())) for d in args.plot_from for m in WATER_MODES
-                   if (f := Path(d) / f"{m}.json").exists()]
+        results = [{**summarize(json.loads(f.read_text())), "run": Path(d).name} for d in args.plot_from
+                   for m in WATER_MODES if (f := Path(d) / f"{m}.json").exists()]
         plot(results, Path(args.output))
         return
     args.threads = use_threads(args.threads)
