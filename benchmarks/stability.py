@@ -13,7 +13,7 @@ erf(r/4 Å) kernel, embeddingDamping=0.4 nm) and `all-ml` (solute and water with
 and TIP3P, --equilibrate-ps at 300 K) and the same seed, runs --ps of Langevin NVT at 300 K, then
 --nve-ps of NVE. Reported every 25 fs: each labile proton (H bonded to N or O) and the heavy atom
 nearest to it (when it left its own atom, where it went, how long it stayed), any water hydrogen that
-came nearer to a solute atom than to its own oxygen, the salt-bridge distances (ammonium N to the
+left its own oxygen (more than 1.3 Å away), the salt-bridge distances (ammonium N to the
 nearest carboxylate O), the largest heavy-atom bond stretch; then NVE drift and ms/step. One JSON per
 run in --output (a run that is interrupted resumes from its last checkpoint), and a figure:
 
@@ -45,6 +45,7 @@ BOND_FACTOR = 1.5
 BOND_CUTOFF_ANGSTROM = 1.7  # vacuum mode: atoms closer than this at the start count as bonded
 TIMESTEP_FS = 0.5
 REPORT_STEPS = 50  # 25 fs
+WATER_OH_MAX_NM = 0.13  # a water hydrogen farther than this from its oxygen has left it
 CHECKPOINT_STEPS = 1000
 WATER_MODES = ("mechanical", "electrostatic", "electrostatic-damped", "all-ml")
 EMBEDDING_OPTIONS = {"mechanical": {"embedding": "mechanical"}, "electrostatic": {"embedding": "electrostatic"},
@@ -173,12 +174,12 @@ class Observer:
         last = max(atoms[i].residue.index for i in solute)
         negative = [a.index for a in atoms if a.index in solute_set and
                     ((a.residue.name, a.name) in CARBOXYLATE or (a.name in ("O", "OXT") and a.residue.index == last))]
-        self.bridges = [(p, [q for q in negative]) for p in positive] if negative else []
+        self.bridges = [(p, negative) for p in positive] if negative else []
         self.bond_reference = None
 
     def observe(self, pos: np.ndarray, box: np.ndarray) -> Dict:
-        """One report: nearest acceptor of each labile proton, water H near the solute, salt bridges (Å),
-        largest heavy-atom bond stretch."""
+        """One report: nearest acceptor of each labile proton, water hydrogens that left their oxygen,
+        salt bridges (Å), largest heavy-atom bond stretch."""
         inverse = np.linalg.inv(box)
 
         def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # minimum image, rectangular or triclinic
@@ -187,8 +188,9 @@ class Observer:
             return np.linalg.norm((frac - np.round(frac)) @ box, axis=-1) * 10.0
 
         nearest = self.acceptors[np.argmin(distances(np.array(self.protons), self.acceptors), axis=1)]
-        own_o = np.linalg.norm(pos[self.water_h] - pos[self.water_h_owner], axis=1) * 10.0 if len(self.water_h) else []
-        strayed = [int(h) for h, d in zip(self.water_h, own_o) if d > 1.3] if len(self.water_h) else []
+        strayed = [] if not len(self.water_h) else [
+            int(h) for h, d in zip(self.water_h, np.linalg.norm(pos[self.water_h] - pos[self.water_h_owner], axis=1))
+            if d > WATER_OH_MAX_NM]
         lengths = np.linalg.norm(pos[self.bonds[:, 0]] - pos[self.bonds[:, 1]], axis=1)
         if self.bond_reference is None:
             self.bond_reference = lengths
@@ -217,7 +219,7 @@ def summarize(result: Dict) -> Dict:
     away = [any(w != o for w, o in zip(row, result["own_atom"])) for row in result["nearest"]]
     return {**result, "proton_visits": visits,
             "fraction_of_reports_with_a_proton_away": sum(away) / max(1, len(away)),
-            "water_h_near_solute": sorted({h for row in result["water_h_away"] for h in row}),
+            "water_h_left_their_oxygen": sorted({h for row in result["water_h_away"] for h in row}),
             "salt_bridge_A_last": result["bridges"][-1] if result["bridges"] else [],
             "largest_bond_stretch": max(result["stretch"], default=1.0)}
 
@@ -319,8 +321,8 @@ def describe(result: Dict) -> str:
     return (f"{result['mode']}: {result['nvt_ps']:.2f} ps NVT, {result['ms_per_step']:.1f} ms/step, "
             f"{result['atoms']} atoms ({result['ml_atoms']} ML); protons away in "
             f"{100 * result['fraction_of_reports_with_a_proton_away']:.0f} % of reports"
-            f"{': ' + visits if visits else ''}{f' (+{more} more)' if more > 0 else ''}; water H near solute: "
-            f"{', '.join(result['water_h_near_solute']) or 'none'}; salt bridges at the end "
+            f"{': ' + visits if visits else ''}{f' (+{more} more)' if more > 0 else ''}; water H that left their O: "
+            f"{', '.join(result['water_h_left_their_oxygen']) or 'none'}; salt bridges at the end "
             f"{', '.join(f'{d:.1f}' for d in result['salt_bridge_A_last'])} Å; bonds within "
             f"{result['largest_bond_stretch']:.2f}x; NVE {result['nve_ps']:.2f} ps, drift "
             f"{result['nve_drift_kJ_mol_atom_ns']:+.3f} kJ/mol per atom per ns")

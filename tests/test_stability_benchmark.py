@@ -47,4 +47,4 @@ def test_a_proton_moved_to_the_carboxylate_is_reported_with_when_and_how_long():
     summary = summarize(result)
     assert summary["proton_visits"] == [["H2 GLY1", "OXT GLY2", 0.05, 0.075], ["H2 GLY1", "OXT GLY2", 0.125, 0.125]]
     assert summary["fraction_of_reports_with_a_proton_away"] == 0.6
-    assert summary["water_h_near_solute"] == [labels[water_h]]
+    assert summary["water_h_left_their_oxygen"] == [labels[water_h]]
