@@ -24,10 +24,11 @@ def fit_atomic_energies(frames: Frames, elements: Optional[Sequence[int]] = None
     `report` names them), rather than reported as undetermined by the compositions.
     """
     requested = list(frames.elements if elements is None else elements)
-    occurring = frames.composition(requested).sum(axis=0) > 0
+    all_counts = frames.composition(requested)
+    occurring = all_counts.sum(axis=0) > 0
     elements = [z for z, seen in zip(requested, occurring) if seen]
     absent = [z for z, seen in zip(requested, occurring) if not seen]
-    counts = frames.composition(elements)
+    counts = all_counts[:, occurring]
     design = np.hstack([counts, np.ones((len(frames), 1))]) if intercept else counts
     solution, _, rank, _ = np.linalg.lstsq(design, frames.energy, rcond=None)
     if rank < design.shape[1]:
