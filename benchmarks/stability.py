@@ -54,6 +54,11 @@ AMMONIUM = {("LYS", "NZ"), ("ARG", "NH1"), ("ARG", "NH2"), ("ARG", "NE")}
 CARBOXYLATE = {("ASP", "OD1"), ("ASP", "OD2"), ("GLU", "OE1"), ("GLU", "OE2")}
 
 
+def atom_labels(topology: app.Topology) -> List[str]:
+    """"NAME RESn" for every atom (residues numbered from 1), as the reports name atoms."""
+    return [f"{a.name} {a.residue.name}{a.residue.index + 1}" for a in topology.atoms()]
+
+
 # ---- vacuum ----
 
 def bonded_pairs(positions_nm: np.ndarray, atoms: np.ndarray, heavy: np.ndarray) -> np.ndarray:
@@ -131,7 +136,7 @@ def vacuum(args) -> None:
     pdb = app.PDBFile(args.pdb)
     system = ml_potential(args.model).createSystem(pdb.topology, charge=args.charge)
     atoms = np.arange(pdb.topology.getNumAtoms())
-    labels = [f"{a.name} {a.residue.name}{a.residue.index + 1}" for a in pdb.topology.atoms()]
+    labels = atom_labels(pdb.topology)
     heavy = np.array([a.element.symbol != "H" for a in pdb.topology.atoms()])
     for temperature in (300.0, 500.0):
         ps, worst, intact, moved, context = run_nvt(system, pdb.getPositions(), atoms, heavy, temperature,
@@ -152,7 +157,7 @@ class Observer:
 
     def __init__(self, topology: app.Topology, solute: List[int]):
         atoms = list(topology.atoms())
-        self.labels = [f"{a.name} {a.residue.name}{a.residue.index + 1}" for a in atoms]
+        self.labels = atom_labels(topology)
         solute_set = set(solute)
         heavy = [a.index for a in atoms if a.index in solute_set and a.element.symbol != "H"]
         waters = [r for r in topology.residues() if r.name == "HOH"]
@@ -199,6 +204,12 @@ class Observer:
                 "stretch": float(np.max(lengths / self.bond_reference))}
 
 
+def away_from_own_atom(result: Dict) -> np.ndarray:
+    """(reports, protons) True where a labile proton's nearest heavy atom is another than its own."""
+    return np.array([[n != o for n, o in zip(row, result["own_atom"])] for row in result["nearest"]],
+                    dtype=bool).reshape(len(result["nearest"]), len(result["own_atom"]))
+
+
 def summarize(result: Dict) -> Dict:
     """Add to a run's record: proton visits away from their own atom [(proton, to, first ps, last ps)],
     the fraction of reports with any proton away, water hydrogens seen near the solute, the salt-bridge
@@ -216,9 +227,9 @@ def summarize(result: Dict) -> Dict:
             else:
                 current = [proton, where, t, t]
                 visits.append(current)
-    away = [any(w != o for w, o in zip(row, result["own_atom"])) for row in result["nearest"]]
+    away = away_from_own_atom(result).any(axis=1)
     return {**result, "proton_visits": visits,
-            "fraction_of_reports_with_a_proton_away": sum(away) / max(1, len(away)),
+            "fraction_of_reports_with_a_proton_away": float(away.sum()) / max(1, len(away)),
             "water_h_left_their_oxygen": sorted({h for row in result["water_h_away"] for h in row}),
             "salt_bridge_A_last": result["bridges"][-1] if result["bridges"] else [],
             "largest_bond_stretch": max(result["stretch"], default=1.0)}
@@ -337,7 +348,7 @@ def plot(results: List[Dict], path: Path) -> None:
 
     fig, axes = plt.subplots(len(results), 1, figsize=(8, 1.6 * len(results)), sharex=True, squeeze=False)
     for ax, result in zip(axes[:, 0], results):
-        away = np.array([[n != o for n, o in zip(row, result["own_atom"])] for row in result["nearest"]])
+        away = away_from_own_atom(result)
         for k, label in enumerate(result["proton_labels"]):
             if away[:, k].any():
                 ax.plot(result["times_ps"], away[:, k] + 0.04 * k, drawstyle="steps-post", label=label)
@@ -369,7 +380,7 @@ def proton_transfer_energies(args) -> None:
     topology, positions, _, mm_system = equilibrated_start(pdb, args.water, True, args.equilibrate_ps, args.seed, out)
     if args.frame:
         positions = openmm.XmlSerializer.deserialize(Path(args.frame).read_text()).getPositions()
-    labels = [f"{a.name} {a.residue.name}{a.residue.index + 1}" for a in topology.atoms()]
+    labels = atom_labels(topology)
     proton, acceptor = (labels.index(name) for name in args.transfer)
     own = next(b.index if a.index == proton else a.index for a, b in topology.bonds() if proton in (a.index, b.index))
     start = np.array(positions.value_in_unit(unit.nanometer))
