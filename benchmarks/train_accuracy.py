@@ -13,7 +13,12 @@ of the molecules, so the test molecules are unseen; the held-out molecules are p
 results.json). Prints a table (epochs, energy MAE per molecule and per atom, force MAE on the test
 frames) and writes results.json and learning_curves.png (validation force MAE against wall time) to
 --output. Without --peer-python only SO3krates runs. `--set` changes our configuration (for finding
-better defaults; the table's rows should use none).
+better defaults; the table's rows should use none). results.json is written after every run, and runs
+already in --output's results.json (same --minutes and --set) are kept, not repeated: a benchmark longer
+than one sitting is run in parts (`--models mace --mace-dtypes float32`, then `--models so3krates`, ...).
+`--compare DIR ... --output FIGURE.png` tabulates our runs of several such folders (one `--set` each:
+test errors, and the last epoch's training force MAE, for under- or overfitting) and draws their
+validation curves into one figure.
 
 MACE (mace-torch 0.3.16 from benchmarks/setup_peers.sh) runs once per --mace-dtypes (float32 trains
 about twice as fast per epoch on a CPU, float64 is MACE's default); the better of the two by test
@@ -33,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -96,12 +102,14 @@ def prepare(name: str, minutes: float, out: Path, settings: List[str]) -> Traine
 
 
 def train_ours(trainer: Trainer) -> Dict:
+    (trainer.out / "metrics.csv").unlink(missing_ok=True)  # a stopped run's rows; the trainer appends
     model_path = trainer.train()
     curve = {"minutes": [], "force_mae_meV_A": []}
     if trainer.epoch:  # a run of 0 epochs (a model scored as it starts) has no learning curve
         logged = np.genfromtxt(trainer.out / "metrics.csv", delimiter=",", names=True)
         curve = {"minutes": (np.atleast_1d(logged["time_s"]) / 60).tolist(),
-                 "force_mae_meV_A": (1000 * np.atleast_1d(logged["valid_force_mae_eV_A"])).tolist()}
+                 "force_mae_meV_A": (1000 * np.atleast_1d(logged["valid_force_mae_eV_A"])).tolist(),
+                 "train_force_mae_meV_A": (1000 * np.atleast_1d(logged["train_force_mae_eV_A"])).tolist()}
     test = trainer.frames.select(trainer.split.test)
     potential, _ = load_model(model_path)
     return {"epochs": trainer.epoch, "metrics": error_metrics(test, *predict_frames(potential, test)), "curve": curve}
@@ -128,6 +136,8 @@ def parse_mace_log(text: str) -> Tuple[int, Dict[str, List[float]]]:
 def train_mace(peer_python: str, frames: Frames, split, minutes: float, out: Path, settings: List[str],
                dtype: str) -> Dict:
     work = out / f"mace_{dtype}"
+    for leftover in ("checkpoints", "logs", "results"):  # of a stopped run: MACE appends to its log and
+        shutil.rmtree(work / leftover, ignore_errors=True)  # would restart from its checkpoints
     work.mkdir(parents=True, exist_ok=True)
     for part in ("train", "valid", "test"):
         write_extxyz(frames.select(getattr(split, part)), work / f"{part}.xyz")
@@ -183,6 +193,58 @@ def plot(results: Dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def load_results(path: Path, minutes: float, settings: List[str]) -> Dict[str, Dict]:
+    """The runs already stored in `path` by an earlier invocation with the same budget and settings (a
+    benchmark longer than one sitting is run in parts: `--models`, `--mace-dtypes`, `--data`)."""
+    if not path.exists():
+        return {}
+    stored = json.loads(path.read_text())
+    if stored["minutes"] != minutes or stored["set"] != settings:
+        raise SystemExit(f"{path} holds runs of {stored['minutes']:g} min with --set {stored['set']}; "
+                         f"give another --output for {minutes:g} min with --set {settings}")
+    return stored["results"]
+
+
+def mark_baseline(runs: Dict[str, Dict]) -> None:
+    """The better MACE dtype by test force MAE is the baseline."""
+    maces = [m for m in runs if m.startswith("MACE")]
+    for m in maces:
+        runs[m].pop("baseline", None)
+    if maces:
+        runs[min(maces, key=lambda m: runs[m]["metrics"]["forces"]["mae_meV"])]["baseline"] = True
+
+
+def compare(folders: List[Path], figure: Path) -> None:
+    """Our runs stored in several --output folders (one --set each, same data and budget): a table of
+    their test errors and last training-set force MAE, and their validation curves in one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    stored_runs = [json.loads((folder / "results.json").read_text()) for folder in folders]
+    width = max(len(" ".join(stored["set"]) or "defaults") for stored in stored_runs)
+    print(f"{'data':8s} {'--set':{width}s} {'min':>5s} {'epochs':>7s} {'E MAE (meV/atom)':>17s} {'F MAE (meV/Å)':>14s} "
+          f"{'train F (meV/Å)':>16s}")
+    for stored in stored_runs:
+        label = " ".join(stored["set"]) or "defaults"
+        for name, runs in stored["results"].items():
+            run = runs["SO3krates"]
+            metrics, curve = run["metrics"], run["curve"]
+            train = curve.get("train_force_mae_meV_A", [float("nan")])[-1]
+            print(f"{name:8s} {label:{width}s} {stored['minutes']:5g} {run['epochs']:7d} "
+                  f"{metrics['energy_per_atom']['mae_meV']:17.2f} {metrics['forces']['mae_meV']:14.1f} {train:16.1f}")
+            ax.plot(curve["minutes"], curve["force_mae_meV_A"], label=f"{name}: {label}")
+    ax.set_yscale("log")
+    ax.set_xlabel("wall time (min, 2 CPU cores)")
+    ax.set_ylabel("validation force MAE (meV/Å)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(figure, dpi=120)
+    print(f"curves: {figure}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", choices=sorted(DATASETS), default=["ethanol", "3bpa"])
@@ -192,32 +254,46 @@ def main() -> None:
     parser.add_argument("--mace-dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
     parser.add_argument("--output", default="runs/accuracy")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change our configuration")
+    parser.add_argument("--compare", nargs="+", type=Path, metavar="DIR",
+                        help="only compare our runs stored in these --output folders; figure: --output")
     args = parser.parse_args()
+    if args.compare:
+        return compare(args.compare, Path(args.output))
     out = Path(args.output)
-    results: Dict[str, Dict] = {}
-    splits: Dict[str, Dict] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    stored = out / "results.json"
+    results = load_results(stored, args.minutes, args.set)
+    splits: Dict[str, Dict] = json.loads(stored.read_text())["splits"] if results else {}
+
+    def save() -> None:  # after every run, so that a stopped benchmark keeps the runs it finished
+        stored.write_text(json.dumps({"minutes": args.minutes, "set": args.set, "results": results,
+                                      "splits": splits}, indent=1))
+
     for name in args.data:
         trainer = prepare(name, args.minutes, out / name, args.set)
         test_molecules = sorted({str(m) for m in trainer.frames.molecule[trainer.split.test]})
-        splits[name] = {"by": DATASETS[name]["by"], "train": trainer.split.train, "valid": trainer.split.valid,
-                        "test": trainer.split.test, "test_molecules": test_molecules}
+        split = {"by": DATASETS[name]["by"], "train": trainer.split.train, "valid": trainer.split.valid,
+                 "test": trainer.split.test, "test_molecules": test_molecules}
+        if splits.get(name, split) != split:
+            raise SystemExit(f"{stored}: its {name} runs used another split; give another --output")
+        splits[name] = split
         if DATASETS[name]["by"] == "molecule":
             print(f"{DATASETS[name]['label']}: {len(test_molecules)} test molecules, unseen in training: "
                   f"{', '.join(test_molecules)}")
-        results[name] = {}
-        if "so3krates" in args.models:
-            results[name]["SO3krates"] = train_ours(trainer)
-        if args.peer_python and "mace" in args.models:
-            for dtype in args.mace_dtypes:
-                results[name][f"MACE {dtype}"] = train_mace(os.path.abspath(args.peer_python), trainer.frames,
-                                                            trainer.split, args.minutes, out / name,
-                                                            DATASETS[name]["mace"], dtype)
-        maces = [m for m in results[name] if m.startswith("MACE")]
-        if maces:
-            best = min(maces, key=lambda m: results[name][m]["metrics"]["forces"]["mae_meV"])
-            results[name][best]["baseline"] = True
-    (out / "results.json").write_text(json.dumps({"minutes": args.minutes, "set": args.set, "results": results,
-                                                  "splits": splits}, indent=1))
+        runs = results.setdefault(name, {})
+        wanted = (["SO3krates"] if "so3krates" in args.models else []) + \
+            ([f"MACE {dtype}" for dtype in args.mace_dtypes] if args.peer_python and "mace" in args.models else [])
+        for model in wanted:
+            if model in runs:
+                print(f"{DATASETS[name]['label']}, {model}: kept from {stored}")
+                continue
+            if model == "SO3krates":
+                runs[model] = train_ours(trainer)
+            else:
+                runs[model] = train_mace(os.path.abspath(args.peer_python), trainer.frames, trainer.split,
+                                         args.minutes, out / name, DATASETS[name]["mace"], model.split()[1])
+            mark_baseline(runs)
+            save()
     plot(results, out / "learning_curves.png")
     print(f"\n{args.minutes:g} min of training each, one after the other; test frames scored by the same code; "
           f"* = MACE baseline (its better dtype)")

@@ -1,5 +1,6 @@
 """benchmarks/train_accuracy.py and finetune_accuracy.py: MACE's log read into a learning curve, the
 frames MACE gets equal ours, and our side of the benchmark end to end (MACE needs the peers' environment)."""
+import json
 import sys
 from pathlib import Path
 
@@ -8,7 +9,11 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from train_accuracy import DATASETS, parse_mace_log, plot, prepare, train_ours, write_extxyz  # noqa: E402
+from train_accuracy import (DATASETS, load_results, mark_baseline, parse_mace_log, plot, prepare,  # noqa: E402
+                            train_ours, write_extxyz)
+
+from so3krates_train.config import load_config  # noqa: E402
+from so3krates_train.trainer import Trainer  # noqa: E402
 
 # lines as mace-torch 0.3.16 writes them (error_table PerAtomMAE)
 MACE_LOG = """\
@@ -51,7 +56,7 @@ def test_our_side_of_the_benchmark_runs_to_a_scored_model(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
-def test_qm7x_is_split_by_molecule_with_every_element_in_training(tmp_path):
+def test_qm7x_is_split_by_molecule_with_every_element_in_training(tmp_path, monkeypatch):
     """The multi-molecule case: test molecules are unseen in training, and chlorine (one molecule) is
     trained on; MACE gets the MACE-OFF23 training settings."""
     trainer = prepare("qm7x", 1.0, tmp_path, [])
@@ -62,3 +67,29 @@ def test_qm7x_is_split_by_molecule_with_every_element_in_training(tmp_path):
     train_elements = set(np.concatenate([frames.atomic_numbers[frames.atoms(k)] for k in split.train]))
     assert train_elements == {1, 6, 7, 8, 16, 17}
     assert "--energy_weight=40" in DATASETS["qm7x"]["mace"] and "--forces_weight=1000" in DATASETS["qm7x"]["mace"]
+    # the example configuration whose README line quotes this benchmark's accuracy has the same split
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    example = Trainer(load_config(str(root / "examples" / "qm7x_multi_molecule.yaml"),
+                                  [f"output={tmp_path / 'example'}", "optim.epochs=0"]), show_progress=False)
+    assert example.split.test == split.test and example.split.train == split.train
+
+
+def test_a_benchmark_run_in_parts_keeps_its_finished_runs_and_one_baseline(tmp_path):
+    def run(force_mae):
+        return {"metrics": {"forces": {"mae_meV": force_mae}}}
+
+    runs = {"SO3krates": run(30.0), "MACE float64": run(50.0)}
+    mark_baseline(runs)
+    assert [m for m in runs if runs[m].get("baseline")] == ["MACE float64"]
+    runs["MACE float32"] = run(40.0)  # added by a later part
+    mark_baseline(runs)
+    assert [m for m in runs if runs[m].get("baseline")] == ["MACE float32"]
+
+    stored = tmp_path / "results.json"
+    assert load_results(stored, 60.0, []) == {}
+    stored.write_text(json.dumps({"minutes": 60.0, "set": [], "results": {"qm7x": runs}, "splits": {}}))
+    assert load_results(stored, 60.0, []) == {"qm7x": runs}
+    for minutes, settings in ((15.0, []), (60.0, ["optim.lr=2e-3"])):  # another benchmark: refused, not mixed
+        with pytest.raises(SystemExit, match="give another --output"):
+            load_results(stored, minutes, settings)

@@ -228,8 +228,12 @@ class Trainer:
     def _log(self, metrics: Dict[str, float]) -> None:
         path = self.out / "metrics.csv"
         new = not path.exists()
+        columns = list(metrics)
+        if not new:  # a run resumed from an older version keeps its file's columns
+            with path.open(newline="") as existing:
+                columns = next(csv.reader(existing))
         with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(metrics))
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(metrics)
@@ -257,6 +261,7 @@ class Trainer:
                 progress.reset(task, total=self.steps_per_epoch, epoch=self.epoch + 1)
                 start = time.perf_counter()
                 self.model.train()
+                train_mae = np.zeros(2)  # running sums of the batches' energy (eV/atom) and force (eV/Å) MAE
                 for b in range(self.steps_per_epoch):
                     global_batch = order[b * o.batch_size * self.world:(b + 1) * o.batch_size * self.world]
                     mine = global_batch[self.rank::self.world]
@@ -273,6 +278,7 @@ class Trainer:
                     self.optimizer.step()
                     self._update_ema()
                     self.step += 1
+                    train_mae += (e_mae, f_mae)
                     progress.update(task, advance=1, description=f"loss {loss.item():.3e}  E {1000 * e_mae:.1f} "
                                                                  f"meV/atom  F {1000 * f_mae:.1f} meV/Å")
                 self.epoch += 1
@@ -281,7 +287,7 @@ class Trainer:
                 last = self.epoch == o.epochs or (o.time_limit_s is not None and
                                                   self.train_seconds + elapsed >= o.time_limit_s)
                 if self.epoch % self.config.eval_every == 0 or last:
-                    self._evaluate_and_save(loss.item(), start)
+                    self._evaluate_and_save(loss.item(), train_mae / self.steps_per_epoch, start)
                 else:
                     self.train_seconds += elapsed
         if self.rank == 0:
@@ -297,10 +303,13 @@ class Trainer:
             seconds = float(agreed.item())
         return seconds
 
-    def _evaluate_and_save(self, train_loss: float, epoch_start: float) -> None:
+    def _evaluate_and_save(self, train_loss: float, train_mae: np.ndarray, epoch_start: float) -> None:
         """Validate the EMA model, step the plateau schedule, log and checkpoint; the evaluation counts
-        towards the training time (learning curves and time_limit_s are in wall time)."""
+        towards the training time (learning curves and time_limit_s are in wall time). `train_mae`: the
+        epoch's mean batch energy (eV/atom) and force (eV/Å) MAE of the weights being trained, against
+        which the validation errors show under- or overfitting."""
         metrics = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
+                   "train_energy_mae_eV_per_atom": float(train_mae[0]), "train_force_mae_eV_A": float(train_mae[1]),
                    "lr": self.optimizer.param_groups[0]["lr"], **self.validate(self.ema)}
         self.schedule.validated(metrics["valid_force_mae_eV_A"])
         self.train_seconds += self._elapsed(epoch_start)
