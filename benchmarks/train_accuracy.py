@@ -102,7 +102,6 @@ def prepare(name: str, minutes: float, out: Path, settings: List[str]) -> Traine
 
 
 def train_ours(trainer: Trainer) -> Dict:
-    (trainer.out / "metrics.csv").unlink(missing_ok=True)  # a stopped run's rows; the trainer appends
     model_path = trainer.train()
     curve = {"minutes": [], "force_mae_meV_A": []}
     if trainer.epoch:  # a run of 0 epochs (a model scored as it starts) has no learning curve

@@ -224,3 +224,11 @@ def test_checkpoint_of_the_previous_version_exports_and_resumes(tmp_path):
     assert trainer.epoch == 1 and not trainer.model.config.exchange_ev_update
     trainer.train()
     assert trainer.epoch == 2
+
+
+def test_a_new_run_in_an_old_output_folder_starts_a_new_log(tmp_path):
+    """Without resume the run starts over: its metrics.csv holds its own epochs only, not the old run's."""
+    for _ in range(2):
+        Trainer(load_config(None, SMALL + ["optim.epochs=1", "data.train=20", f"output={tmp_path}"]),
+                show_progress=False).train()
+    assert len(list(csv.DictReader((tmp_path / "metrics.csv").open()))) == 1

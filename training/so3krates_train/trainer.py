@@ -120,6 +120,7 @@ class Trainer:
         if self.state is None:
             self._initial_energies()
             self.split.save(self.out / "split.json")
+            (self.out / "metrics.csv").unlink(missing_ok=True)  # a new run's log, not appended to an old one
         freeze(self.model, cfg.freeze_embeddings, cfg.freeze_layers)
         self.model.to(self.device)
         self.ema = clone(self.model)
