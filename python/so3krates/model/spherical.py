@@ -60,7 +60,8 @@ class SphericalHarmonics(nn.Module):
         points = points / torch.linalg.norm(points, dim=1, keepdim=True)
         target = o3.SphericalHarmonics(list(degrees), normalize=True, normalization="integral")(points)
         # LAPACK's last bits depend on the thread count: fit on one thread, so that the same degrees give
-        # the same constant to the bit (model files written in different processes have equal digests)
+        # the same constant to the bit on one machine (model files written in different processes there have
+        # equal digests; other CPUs or LAPACK builds may differ in the last bits)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
