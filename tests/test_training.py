@@ -43,6 +43,14 @@ def test_training_lowers_validation_force_error(tmp_path):
     # the training error logged beside the validation error (epoch means of the batches) falls too
     train_force = [float(row["train_force_mae_eV_A"]) for row in rows]
     assert train_force[-1] < train_force[0] / 2 and float(rows[-1]["train_energy_mae_eV_per_atom"]) > 0
+    # one TensorBoard event file for the run, holding every evaluation
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    logged = EventAccumulator(str(events[0])).Reload().Scalars("valid_force_mae_eV_A")
+    assert [point.step for point in logged] == [int(row["step"]) for row in rows]
+    np.testing.assert_allclose([point.value for point in logged], [float(row["valid_force_mae_eV_A"]) for row in rows],
+                               rtol=1e-6)
     # the exported model reproduces the trained EMA network
     frames = trainer.valid_frames.select(range(5))
     from so3krates.model_file import load_model
