@@ -16,8 +16,9 @@ frames) and writes results.json and learning_curves.png (validation force MAE ag
 better defaults; the table's rows should use none). results.json is written after every run, and runs
 already in --output's results.json (same --minutes and --set) are kept, not repeated: a benchmark longer
 than one sitting is run in parts (`--models mace --mace-dtypes float32`, then `--models so3krates`, ...).
-runs/ is not committed and does not outlive a checkout: the result files behind the README's tables are
-kept in benchmarks/results/; copy one to --output's results.json to add runs beside it.
+runs/ is not committed and does not outlive a checkout: the result files behind the tables of README.md
+and benchmarks/ACCURACY.md are kept in benchmarks/results/; copy one to --output's results.json to add
+runs beside it.
 `--compare DIR ... --output FIGURE.png` tabulates our runs of several such folders (one `--set` each:
 test errors, and the last epoch's training force MAE, for under- or overfitting) and draws their
 validation curves into one figure.
