@@ -240,3 +240,48 @@ def test_a_new_run_in_an_old_output_folder_starts_a_new_log(tmp_path):
         Trainer(load_config(None, SMALL + ["optim.epochs=1", "data.train=20", f"output={tmp_path}"]),
                 show_progress=False).train()
     assert len(list(csv.DictReader((tmp_path / "metrics.csv").open()))) == 1
+
+
+def _poison_some_steps(trainer: Trainer, poisoned) -> None:
+    """Make the loss NaN on the training steps (counted from 0) for which poisoned(call) is true."""
+    loss_of, calls = trainer._loss, [0]
+
+    def loss(batch):
+        value, energy_mae, force_mae = loss_of(batch)
+        calls[0] += 1
+        return (value * float("nan") if poisoned(calls[0] - 1) else value), energy_mae, force_mae
+    trainer._loss = loss
+
+
+def test_a_non_finite_step_is_skipped_not_applied(tmp_path, capsys):
+    """One NaN batch used to turn every weight into NaN; the run went on and exported a NaN model."""
+    trainer = Trainer(load_config(None, SMALL + ["optim.epochs=2", f"output={tmp_path}"]), show_progress=False)
+    _poison_some_steps(trainer, lambda call: call % 7 == 3)
+    model_path = trainer.train()
+    skipped = [line for line in capsys.readouterr().err.splitlines() if "step skipped" in line]
+    assert len(skipped) == 6 and "non-finite loss or gradient on frames " in skipped[0] and "rmd17_ethanol_1000.npz:frame " in skipped[0]
+    assert trainer.step == 2 * 20 - 6
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert all(np.isfinite(float(row[key])) for row in rows for key in ("train_loss", "train_force_mae_eV_A"))
+    assert model_path.is_file()
+
+
+def test_a_diverged_run_stops_with_a_clear_error(tmp_path):
+    trainer = Trainer(load_config(None, SMALL + ["optim.epochs=3", f"output={tmp_path}"]), show_progress=False)
+    _poison_some_steps(trainer, lambda call: call >= 20)  # the first epoch trains, the second diverges
+    with pytest.raises(ValueError, match=r"training diverged at epoch 2, step 20: 20 steps in a row .* frames "
+                                         r".*rmd17_ethanol_1000.npz:frame .*smaller optim.lr"):
+        trainer.train()
+    assert not (tmp_path / "model.pt").exists()
+    assert load_checkpoint(tmp_path / "latest.pt")["epoch"] == 1
+
+
+def test_a_model_that_gives_nan_on_validation_is_not_exported(tmp_path):
+    trainer = Trainer(load_config(None, SMALL + ["optim.epochs=2", "data.train=20", f"output={tmp_path}"]),
+                      show_progress=False)
+    with torch.no_grad():
+        next(trainer.ema.parameters()).fill_(float("nan"))  # the EMA keeps a NaN (lerp towards finite stays NaN)
+    with pytest.raises(ValueError, match="training diverged in epoch 1: the averaged .EMA. model gives non-finite"):
+        trainer.train()
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "latest.pt").exists()

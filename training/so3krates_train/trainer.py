@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Dict, Optional
@@ -33,6 +34,11 @@ from .splits import Split, make_split
 
 DEFAULT_LR = 1e-3
 FINETUNE_LR = 1e-4  # a pretrained model's weights are already near a minimum: smaller steps keep what it knows
+MAX_NONFINITE_STEPS_IN_A_ROW = 20  # skipped batches before a run counts as diverged
+
+
+class TrainingDivergedError(ValueError):
+    """The weights blew up under these optimisation settings: the message says where and what to change."""
 
 
 def file_sha256(path: str) -> str:
@@ -138,6 +144,7 @@ class Trainer:
         self.schedule = LearningRateSchedule(lr, o.min_lr, o.warmup_steps, o.schedule, o.epochs * self.steps_per_epoch,
                                              o.time_limit_s, o.plateau_patience)
         self.epoch, self.step, self.best = 0, 0, float("inf")
+        self.nonfinite_in_a_row = 0  # batches skipped since the last step taken
         self._tensorboard = None  # SummaryWriter once opened, False where tensorboard is missing
         self.seconds_per_step = 0.0  # of the last epoch: the schedule's clock within an epoch
         self.train_seconds = 0.0  # wall time of the training loop, evaluations included (what time_limit_s bounds)
@@ -287,6 +294,7 @@ class Trainer:
                 start = time.perf_counter()
                 self.model.train()
                 train_mae = np.zeros(2)  # running sums of the batches' energy (eV/atom) and force (eV/Å) MAE
+                steps_taken, last_loss = 0, math.nan
                 for b in range(self.steps_per_epoch):
                     global_batch = order[b * o.batch_size * self.world:(b + 1) * o.batch_size * self.world]
                     mine = global_batch[self.rank::self.world]
@@ -294,7 +302,13 @@ class Trainer:
                     loss, e_mae, f_mae = self._loss(batch)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip, foreach=True)
+                    # after DDP's all-reduce, so that every rank takes the same decision
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip, foreach=True)
+                    if not torch.isfinite(grad_norm):
+                        self._skip_nonfinite_step(mine)
+                        progress.update(task, advance=1)
+                        continue
+                    self.nonfinite_in_a_row = 0
                     # the time within an epoch is estimated from the steps taken, so that every DDP rank
                     # uses the same rate (the measured time is agreed between ranks once per epoch)
                     lr = self.schedule(self.step, self.train_seconds + b * self.seconds_per_step)
@@ -303,6 +317,8 @@ class Trainer:
                     self.optimizer.step()
                     self._update_ema()
                     self.step += 1
+                    steps_taken += 1
+                    last_loss = loss.item()
                     train_mae += (e_mae, f_mae)
                     progress.update(task, advance=1, description=f"loss {loss.item():.3e}  E {1000 * e_mae:.1f} "
                                                                  f"meV/atom  F {1000 * f_mae:.1f} meV/Å")
@@ -312,12 +328,27 @@ class Trainer:
                 last = self.epoch == o.epochs or (o.time_limit_s is not None and
                                                   self.train_seconds + elapsed >= o.time_limit_s)
                 if self.epoch % self.config.eval_every == 0 or last:
-                    self._evaluate_and_save(loss.item(), train_mae / self.steps_per_epoch, start)
+                    self._evaluate_and_save(last_loss, train_mae / max(steps_taken, 1), start)
                 else:
                     self.train_seconds += elapsed
         if self.rank == 0:
             return self.export(self.out / "model.pt")
         return None
+
+    def _skip_nonfinite_step(self, rows: np.ndarray) -> None:
+        """Leave the weights alone after a batch whose loss or gradient is not finite: one such step
+        would turn every weight into NaN, and the run would go on for its whole budget and export a
+        NaN model. Say which frames; stop once it keeps happening (the weights have diverged)."""
+        self.nonfinite_in_a_row += 1
+        where = f"epoch {self.epoch + 1}, step {self.step}" + (f", rank {self.rank}" if self.world > 1 else "")
+        frames = ", ".join(self.train_frames.origin[rows])
+        print(f"{where}: non-finite loss or gradient on frames {frames}; step skipped", file=sys.stderr)
+        if self.nonfinite_in_a_row >= MAX_NONFINITE_STEPS_IN_A_ROW:
+            raise TrainingDivergedError(
+                f"training diverged at {where}: {self.nonfinite_in_a_row} steps in a row gave a non-finite loss or "
+                f"gradient (last batch: frames {frames}); {self.out / 'latest.pt'} holds the last evaluated epoch. "
+                f"Train again with a smaller optim.lr (now {self.optimizer.param_groups[0]['lr']:.3g} at this step) "
+                f"or optim.grad_clip (now {self.config.optim.grad_clip:g})")
 
     def _elapsed(self, start: float) -> float:
         """Seconds since `start`, the same on every DDP rank (the slowest rank's)."""
@@ -336,6 +367,11 @@ class Trainer:
         metrics = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
                    "train_energy_mae_eV_per_atom": float(train_mae[0]), "train_force_mae_eV_A": float(train_mae[1]),
                    "lr": self.optimizer.param_groups[0]["lr"], **self.validate(self.ema)}
+        if not (math.isfinite(metrics["valid_energy_mae_eV_per_atom"]) and math.isfinite(metrics["valid_force_mae_eV_A"])):
+            raise TrainingDivergedError(
+                f"training diverged in epoch {self.epoch}: the averaged (EMA) model gives non-finite energies or "
+                f"forces on the validation frames; {self.out / 'latest.pt'} holds the last evaluated epoch. Train "
+                f"again with a smaller optim.lr or optim.grad_clip")
         self.schedule.validated(metrics["valid_force_mae_eV_A"])
         self.train_seconds += self._elapsed(epoch_start)
         metrics["time_s"] = self.train_seconds
