@@ -259,7 +259,8 @@ def test_a_non_finite_step_is_skipped_not_applied(tmp_path, capsys):
     _poison_some_steps(trainer, lambda call: call % 7 == 3)
     model_path = trainer.train()
     skipped = [line for line in capsys.readouterr().err.splitlines() if "step skipped" in line]
-    assert len(skipped) == 6 and "non-finite loss or gradient on frames " in skipped[0] and "rmd17_ethanol_1000.npz:frame " in skipped[0]
+    assert len(skipped) == 6
+    assert "non-finite loss or gradient on frames " in skipped[0] and "rmd17_ethanol_1000.npz:frame " in skipped[0]
     assert trainer.step == 2 * 20 - 6
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))

@@ -320,7 +320,7 @@ class Trainer:
                     steps_taken += 1
                     last_loss = loss.item()
                     train_mae += (e_mae, f_mae)
-                    progress.update(task, advance=1, description=f"loss {loss.item():.3e}  E {1000 * e_mae:.1f} "
+                    progress.update(task, advance=1, description=f"loss {last_loss:.3e}  E {1000 * e_mae:.1f} "
                                                                  f"meV/atom  F {1000 * f_mae:.1f} meV/Å")
                 self.epoch += 1
                 elapsed = self._elapsed(start)
@@ -328,7 +328,8 @@ class Trainer:
                 last = self.epoch == o.epochs or (o.time_limit_s is not None and
                                                   self.train_seconds + elapsed >= o.time_limit_s)
                 if self.epoch % self.config.eval_every == 0 or last:
-                    self._evaluate_and_save(last_loss, train_mae / max(steps_taken, 1), start)
+                    self._evaluate_and_save(last_loss, train_mae / steps_taken if steps_taken else np.full(2, np.nan),
+                                            start)
                 else:
                     self.train_seconds += elapsed
         if self.rank == 0:
