@@ -21,7 +21,7 @@ and benchmarks/ACCURACY.md are kept in benchmarks/results/; copy one to --output
 runs beside it.
 `--compare DIR ... --output FIGURE.png` tabulates our runs of several such folders (one `--set` each:
 test errors, and the last epoch's training force MAE, for under- or overfitting) and draws their
-validation curves into one figure.
+validation curves into one figure, with those of the MACE runs kept in the same folders (dashed).
 
 MACE (mace-torch 0.3.16 from benchmarks/setup_peers.sh) runs once per --mace-dtypes (float32 trains
 about twice as fast per epoch on a CPU, float64 is MACE's default); the better of the two by test
@@ -216,9 +216,11 @@ def mark_baseline(runs: Dict[str, Dict]) -> None:
         runs[min(maces, key=lambda m: runs[m]["metrics"]["forces"]["mae_meV"])]["baseline"] = True
 
 
-def compare(folders: List[Path], figure: Path) -> None:
+def compare(folders: List[Path], figure: Path) -> List[str]:
     """Our runs stored in several --output folders (one --set each, same data and budget): a table of
-    their test errors and last training-set force MAE, and their validation curves in one figure."""
+    their test errors and last training-set force MAE, and their validation curves in one figure, with
+    those of any MACE run stored beside them (dashed), for the gap to the baseline. Returns the curves'
+    labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,9 +229,10 @@ def compare(folders: List[Path], figure: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     stored_runs = [json.loads((folder / "results.json").read_text()) for folder in folders]
     width = max(len(" ".join(stored["set"]) or "defaults") for stored in stored_runs)
+    labels: List[str] = []
     print(f"{'data':8s} {'--set':{width}s} {'min':>5s} {'epochs':>7s} {'E MAE (meV/atom)':>17s} {'F MAE (meV/Å)':>14s} "
           f"{'train F (meV/Å)':>16s}")
-    for stored in stored_runs:
+    for folder, stored in zip(folders, stored_runs):
         label = " ".join(stored["set"]) or "defaults"
         for name, runs in stored["results"].items():
             run = runs["SO3krates"]
@@ -237,14 +240,18 @@ def compare(folders: List[Path], figure: Path) -> None:
             train = curve.get("train_force_mae_meV_A", [float("nan")])[-1]
             print(f"{name:8s} {label:{width}s} {stored['minutes']:5g} {run['epochs']:7d} "
                   f"{metrics['energy_per_atom']['mae_meV']:17.2f} {metrics['forces']['mae_meV']:14.1f} {train:16.1f}")
-            ax.plot(curve["minutes"], curve["force_mae_meV_A"], label=f"{name}: {label}")
+            labels.append(f"{name}: {label}")
+            ax.plot(curve["minutes"], curve["force_mae_meV_A"], label=labels[-1])
+            for model in (m for m in runs if m.startswith("MACE")):
+                labels.append(f"{name}: {model} ({folder.name})")
+                ax.plot(runs[model]["curve"]["minutes"], runs[model]["curve"]["force_mae_meV_A"], "--", label=labels[-1])
     ax.set_yscale("log")
     ax.set_xlabel("wall time (min, 2 CPU cores)")
     ax.set_ylabel("validation force MAE (meV/Å)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(figure, dpi=120)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below: --set labels are long
+    fig.savefig(figure, dpi=120, bbox_inches="tight")
     print(f"curves: {figure}")
+    return labels
 
 
 def main() -> None:
@@ -260,7 +267,8 @@ def main() -> None:
                         help="only compare our runs stored in these --output folders; figure: --output")
     args = parser.parse_args()
     if args.compare:
-        return compare(args.compare, Path(args.output))
+        compare(args.compare, Path(args.output))
+        return
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     stored = out / "results.json"

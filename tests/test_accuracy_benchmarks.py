@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from train_accuracy import (DATASETS, load_results, mark_baseline, parse_mace_log, plot, prepare,  # noqa: E402
-                            train_ours, write_extxyz)
+from train_accuracy import (DATASETS, compare, load_results, mark_baseline, parse_mace_log, plot,  # noqa: E402
+                            prepare, train_ours, write_extxyz)
 
 from so3krates_train.config import load_config  # noqa: E402
 from so3krates_train.trainer import Trainer  # noqa: E402
@@ -93,3 +93,21 @@ def test_a_benchmark_run_in_parts_keeps_its_finished_runs_and_one_baseline(tmp_p
     for minutes, settings in ((15.0, []), (60.0, ["optim.lr=2e-3"])):  # another benchmark: refused, not mixed
         with pytest.raises(SystemExit, match="give another --output"):
             load_results(stored, minutes, settings)
+
+
+def test_compare_tabulates_our_runs_and_draws_the_mace_runs_stored_beside_them(tmp_path, capsys):
+    """--compare on two kept result files: one of our runs alone, one a pair with MACE float32."""
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    folders = []
+    for name in ("screening_fw0.96_qm7x_60min.json", "accuracy_qm7x_60min_paper_size_pair.json"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "results.json").write_text((results / name).read_text())
+        folders.append(folder)
+    labels = compare(folders, tmp_path / "curves.png")
+    assert labels == ["qm7x: optim.force_weight=0.96",
+                      "qm7x: model.num_layers=3 model.degrees=[1,2,3] model.num_features=132 optim.force_weight=0.96",
+                      "qm7x: MACE float32 (accuracy_qm7x_60min_paper_size_pair.json)"]
+    table = capsys.readouterr().out
+    assert "128.4" in table and "129.1" in table  # their test force MAEs (meV/Å)
+    assert (tmp_path / "curves.png").stat().st_size > 1000
