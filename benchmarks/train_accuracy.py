@@ -235,13 +235,14 @@ def compare(folders: List[Path], figure: Path) -> List[str]:
     for folder, stored in zip(folders, stored_runs):
         label = " ".join(stored["set"]) or "defaults"
         for name, runs in stored["results"].items():
-            run = runs["SO3krates"]
-            metrics, curve = run["metrics"], run["curve"]
-            train = curve.get("train_force_mae_meV_A", [float("nan")])[-1]
-            print(f"{name:8s} {label:{width}s} {stored['minutes']:5g} {run['epochs']:7d} "
-                  f"{metrics['energy_per_atom']['mae_meV']:17.2f} {metrics['forces']['mae_meV']:14.1f} {train:16.1f}")
-            labels.append(f"{name}: {label}")
-            ax.plot(curve["minutes"], curve["force_mae_meV_A"], label=labels[-1])
+            if "SO3krates" in runs:  # absent in a folder of MACE runs alone (--models mace)
+                run = runs["SO3krates"]
+                metrics, curve = run["metrics"], run["curve"]
+                train = curve.get("train_force_mae_meV_A", [float("nan")])[-1]
+                print(f"{name:8s} {label:{width}s} {stored['minutes']:5g} {run['epochs']:7d} "
+                      f"{metrics['energy_per_atom']['mae_meV']:17.2f} {metrics['forces']['mae_meV']:14.1f} {train:16.1f}")
+                labels.append(f"{name}: {label}")
+                ax.plot(curve["minutes"], curve["force_mae_meV_A"], label=labels[-1])
             for model in (m for m in runs if m.startswith("MACE")):
                 labels.append(f"{name}: {model} ({folder.name})")
                 ax.plot(runs[model]["curve"]["minutes"], runs[model]["curve"]["force_mae_meV_A"], "--", label=labels[-1])

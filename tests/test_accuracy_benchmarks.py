@@ -96,7 +96,8 @@ def test_a_benchmark_run_in_parts_keeps_its_finished_runs_and_one_baseline(tmp_p
 
 
 def test_compare_tabulates_our_runs_and_draws_the_mace_runs_stored_beside_them(tmp_path, capsys):
-    """--compare on two kept result files: one of our runs alone, one a pair with MACE float32."""
+    """--compare on two kept result files, one of our runs alone, one a pair with MACE float32, and on a
+    folder of MACE runs alone (as `--models mace` stores them: no run of ours to tabulate)."""
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     folders = []
     for name in ("screening_fw0.96_qm7x_60min.json", "accuracy_qm7x_60min_paper_size_pair.json"):
@@ -104,10 +105,16 @@ def test_compare_tabulates_our_runs_and_draws_the_mace_runs_stored_beside_them(t
         folder.mkdir()
         (folder / "results.json").write_text((results / name).read_text())
         folders.append(folder)
+    mace_alone = json.loads((folders[1] / "results.json").read_text())
+    del mace_alone["results"]["qm7x"]["SO3krates"]
+    folders.append(tmp_path / "mace_alone")
+    folders[-1].mkdir()
+    (folders[-1] / "results.json").write_text(json.dumps(mace_alone))
     labels = compare(folders, tmp_path / "curves.png")
     assert labels == ["qm7x: optim.force_weight=0.96",
                       "qm7x: model.num_layers=3 model.degrees=[1,2,3] model.num_features=132 optim.force_weight=0.96",
-                      "qm7x: MACE float32 (accuracy_qm7x_60min_paper_size_pair.json)"]
+                      "qm7x: MACE float32 (accuracy_qm7x_60min_paper_size_pair.json)",
+                      "qm7x: MACE float32 (mace_alone)"]
     table = capsys.readouterr().out
     assert "128.4" in table and "129.1" in table  # their test force MAEs (meV/Å)
     assert (tmp_path / "curves.png").stat().st_size > 1000

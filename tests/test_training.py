@@ -260,12 +260,29 @@ def test_a_non_finite_step_is_skipped_not_applied(tmp_path, capsys):
     model_path = trainer.train()
     skipped = [line for line in capsys.readouterr().err.splitlines() if "step skipped" in line]
     assert len(skipped) == 6
-    assert "non-finite loss or gradient on frames " in skipped[0] and "rmd17_ethanol_1000.npz:frame " in skipped[0]
+    assert "non-finite loss on frames " in skipped[0] and "rmd17_ethanol_1000.npz:frame " in skipped[0]
     assert trainer.step == 2 * 20 - 6
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert all(np.isfinite(float(row[key])) for row in rows for key in ("train_loss", "train_force_mae_eV_A"))
     assert model_path.is_file()
+
+
+def test_a_step_whose_gradient_alone_is_not_finite_names_the_weights(tmp_path, capsys):
+    """A finite loss with a non-finite gradient (e.g. the derivative of a square root at zero) is told
+    apart from a non-finite loss, with the weights whose gradient it reached."""
+    trainer = Trainer(load_config(None, SMALL + ["optim.epochs=1", f"output={tmp_path}"]), show_progress=False)
+    name, weight = next(iter(trainer.model.named_parameters()))
+    calls = [0]
+
+    def poison_fifth_step(grad: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return grad * float("nan") if calls[0] == 5 else grad
+    weight.register_hook(poison_fifth_step)
+    trainer.train()
+    skipped = [line for line in capsys.readouterr().err.splitlines() if "step skipped" in line]
+    assert len(skipped) == 1
+    assert "finite loss, non-finite gradient in 1 of " in skipped[0] and f"weight tensors ({name}) on frames" in skipped[0]
 
 
 def test_a_diverged_run_stops_with_a_clear_error(tmp_path):

@@ -302,12 +302,15 @@ class Trainer:
                     loss, e_mae, f_mae = self._loss(batch)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    # after DDP's all-reduce, so that every rank takes the same decision
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip, foreach=True)
+                    # after DDP's all-reduce, so that every rank takes the same decision; the norm before
+                    # clipping, which would turn every gradient into NaN and hide where it was not finite
+                    weights = [p for p in self.model.parameters() if p.grad is not None]
+                    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in weights], foreach=True)
                     if not torch.isfinite(grad_norm):
-                        self._skip_nonfinite_step(mine)
+                        self._skip_nonfinite_step(mine, bool(torch.isfinite(loss)))
                         progress.update(task, advance=1)
                         continue
+                    torch.nn.utils.clip_grads_with_norm_(weights, o.grad_clip, grad_norm, foreach=True)
                     self.nonfinite_in_a_row = 0
                     # the time within an epoch is estimated from the steps taken, so that every DDP rank
                     # uses the same rate (the measured time is agreed between ranks once per epoch)
@@ -336,14 +339,21 @@ class Trainer:
             return self.export(self.out / "model.pt")
         return None
 
-    def _skip_nonfinite_step(self, rows: np.ndarray) -> None:
+    def _skip_nonfinite_step(self, rows: np.ndarray, loss_is_finite: bool) -> None:
         """Leave the weights alone after a batch whose loss or gradient is not finite: one such step
         would turn every weight into NaN, and the run would go on for its whole budget and export a
-        NaN model. Say which frames; stop once it keeps happening (the weights have diverged)."""
+        NaN model. Say which frames, and whether the loss or only its gradient (then in which weights)
+        was not finite; stop once it keeps happening (the weights have diverged)."""
         self.nonfinite_in_a_row += 1
         where = f"epoch {self.epoch + 1}, step {self.step}" + (f", rank {self.rank}" if self.world > 1 else "")
         frames = ", ".join(self.train_frames.origin[rows])
-        print(f"{where}: non-finite loss or gradient on frames {frames}; step skipped", file=sys.stderr)
+        what = "non-finite loss"
+        if loss_is_finite:
+            named = [(name, p) for name, p in self.model.named_parameters() if p.grad is not None]
+            bad = [name for name, p in named if not torch.isfinite(p.grad).all()]
+            what = (f"finite loss, non-finite gradient in {len(bad)} of {len(named)} weight tensors "
+                    f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
+        print(f"{where}: {what} on frames {frames}; step skipped", file=sys.stderr)
         if self.nonfinite_in_a_row >= MAX_NONFINITE_STEPS_IN_A_ROW:
             raise TrainingDivergedError(
                 f"training diverged at {where}: {self.nonfinite_in_a_row} steps in a row gave a non-finite loss or "
