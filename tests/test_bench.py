@@ -8,13 +8,14 @@ from so3krates.bench.driver import scaling_plot
 from so3krates.cli import main
 
 
-def test_bench_reports_both_sizes_and_so3lr(tmp_path, capsys):
+def test_bench_reports_our_sizes_and_so3lr(tmp_path, capsys):
     out_json = tmp_path / "bench.json"
     assert main(["bench", "--systems", "alanine", "--repeats", "1", "--steps", "2", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
-    assert "SO3krates default" in out and "SO3krates small" in out and "SO3LR" in out and "TorchForce" in out
+    assert all(f"SO3krates {size}" in out for size in ("default", "small", "3-block"))
+    assert "SO3LR" in out and "TorchForce" in out
     results = json.loads(out_json.read_text())
-    for label in ("SO3krates default", "SO3krates small", "SO3LR (ours, pretrained)"):
+    for label in ("SO3krates default", "SO3krates small", "SO3krates 3-block", "SO3LR (ours, pretrained)"):
         result = results[label]["alanine"]
         assert result["atoms"] == 22 and result["ms_per_step"] > 0 and result["force"] == "TorchForce"
 

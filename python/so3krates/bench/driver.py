@@ -17,8 +17,10 @@ from .worker import SPICE_ELEMENTS
 WORKER = Path(__file__).with_name("worker.py")
 SYSTEMS = {"alanine": "alanine dipeptide, vacuum", "alanine-water": "alanine dipeptide in TIP3P (mixed)",
            "water": "water box, all ML, periodic"}
-# our sizes: the paper's default, and a small one
-SO3KRATES_SIZES = {"default": {}, "small": {"num_features": 64, "num_radial": 16}}
+# our sizes: the paper's default, a small one, and the 3 blocks with the so3lr block options of
+# examples/qm7x_multi_molecule.yaml (the setting that beat MACE on unseen QM7-X molecules)
+SO3KRATES_SIZES = {"default": {}, "small": {"num_features": 64, "num_radial": 16},
+                   "3-block": {"num_layers": 3, "layer_norm_1": True, "residual_mlp_1": True, "identity_at_init": True}}
 UNTRAINED_ENERGY_SCALE_EV = 0.05  # as `so3krates init`: keeps the untrained models' MD finite
 
 
