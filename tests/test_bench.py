@@ -1,10 +1,12 @@
 """`so3krates bench`: runs its cases in worker processes and reports a table (peers need their own
 environment, so only our cases run here)."""
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
-from so3krates.bench.driver import scaling_plot
+from so3krates.bench.driver import SO3KRATES_SIZES, scaling_plot
 from so3krates.cli import main
 
 
@@ -18,6 +20,12 @@ def test_bench_reports_our_sizes_and_so3lr(tmp_path, capsys):
     for label in ("SO3krates default", "SO3krates small", "SO3krates 3-block", "SO3LR (ours, pretrained)"):
         result = results[label]["alanine"]
         assert result["atoms"] == 22 and result["ms_per_step"] > 0 and result["force"] == "TorchForce"
+
+
+def test_the_3_block_size_is_the_qm7x_example_model():
+    """The bench times the model the QM7-X example trains; the two must not drift apart."""
+    example = Path(__file__).parents[1] / "examples" / "qm7x_multi_molecule.yaml"
+    assert SO3KRATES_SIZES["3-block"] == yaml.safe_load(example.read_text())["model"]
 
 
 def test_scaling_plot_fits_the_exponents(tmp_path):
