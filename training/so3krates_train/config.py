@@ -41,6 +41,7 @@ class OptimConfig:
     time_limit_s: Optional[float] = None  # wall-clock budget (s) of the training loop: cosine decays over it, then stop and export
     batch_size: int = 5
     lr: Optional[float] = None  # None: DEFAULT_LR from scratch, FINETUNE_LR with init_from
+    optimizer: str = "adamw"  # or "muon": Muon on the hidden weight matrices, AdamW on the rest
     weight_decay: float = 0.0
     amsgrad: bool = False
     warmup_steps: int = 100

@@ -1,4 +1,4 @@
-"""Training loop: per-element energies first, then (1-β)·energy + β·force MSE with AdamW, warm-up,
+"""Training loop: per-element energies first, then (1-β)·energy + β·force MSE with AdamW (or Muon), warm-up,
 cosine (over the epochs or the time limit) or plateau decay, gradient clipping and an EMA of the
 weights (used for validation and export).
 Checkpoints (latest, best) after every evaluation; `resume` continues exactly where a run stopped.
@@ -28,6 +28,7 @@ from .config import TrainConfig
 from .data import DataError, Frames, read_frames
 from .finetune import freeze, load_initial_model, refit_atomic_energies
 from .fitting import fit_atomic_energies
+from .optimizers import load_optimizer_state, make_optimizer
 from .schedule import LearningRateSchedule
 from .splits import Split, make_split
 
@@ -137,9 +138,7 @@ class Trainer:
                 self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         o = cfg.optim
         lr = o.lr if o.lr is not None else (FINETUNE_LR if cfg.init_from is not None else DEFAULT_LR)
-        # foreach: one kernel per operation over all parameters (a small model's step is overhead-bound)
-        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=lr,
-                                           weight_decay=o.weight_decay, amsgrad=o.amsgrad, foreach=True)
+        self.optimizer = make_optimizer(self.model, o.optimizer, lr, o.weight_decay, o.amsgrad)
         self.steps_per_epoch = math.ceil(len(self.train_frames) / (o.batch_size * self.world))
         self.schedule = LearningRateSchedule(lr, o.min_lr, o.warmup_steps, o.schedule, o.epochs * self.steps_per_epoch,
                                              o.time_limit_s, o.plateau_patience)
@@ -151,7 +150,7 @@ class Trainer:
         if self.state is not None:
             self.model.load_stored_state(self.state["model"])
             self.ema.load_stored_state(self.state["ema"])
-            self.optimizer.load_state_dict(self.state["optimizer"])
+            load_optimizer_state(self.optimizer, self.state["optimizer"], str(self.out / "latest.pt"), o.optimizer)
             if "schedule" in self.state:  # checkpoints of 0.1.0 kept torch schedulers, whose plateau never acted
                 self.schedule.load_state_dict(self.state["schedule"])
             self.epoch, self.step, self.best = self.state["epoch"], self.state["step"], self.state["best"]
@@ -316,7 +315,7 @@ class Trainer:
                     # uses the same rate (the measured time is agreed between ranks once per epoch)
                     lr = self.schedule(self.step, self.train_seconds + b * self.seconds_per_step)
                     for group in self.optimizer.param_groups:
-                        group["lr"] = lr
+                        group["lr"] = lr * group.get("lr_scale", 1.0)
                     self.optimizer.step()
                     self._update_ema()
                     self.step += 1
