@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from so3krates.model import SO3krates, SO3kratesConfig
+from so3krates.so3lr import CONFIG as SO3LR_CONFIG
 from so3krates_train.config import load_config
 from so3krates_train.optimizers import MuonWithAdamW, make_optimizer
 from so3krates_train.trainer import Trainer
@@ -31,6 +32,21 @@ def test_muon_gets_the_hidden_matrices_and_adamw_the_rest():
     # the embedding table, the one-output head, biases and the 3-D per-head query/key/value stay with AdamW
     assert {"embedding.weight", "readout.2.weight", "readout.0.bias", "blocks.0.attention.query_1.weight"} <= adamw
     assert all(dict(model.named_parameters())[n].ndim == 2 for n in muon)
+
+
+def test_muon_leaves_so3lr_s_element_tables_to_adamw():
+    """SO3LR's architecture: every nn.Embedding (elements, charge and spin embeddings, the per-element
+    partial-charge bias and Hirshfeld shift) stays with AdamW; the hidden layers of its charge
+    embedding and charge head go to Muon."""
+    model = SO3krates(SO3kratesConfig.from_dict({**SO3LR_CONFIG, "elements": [1, 6, 8]}))
+    optimizer = make_optimizer(model, "muon", 1e-3, 0.0, False)
+    names = {id(p): n for n, p in model.named_parameters()}
+    muon = {names[id(p)] for group in optimizer.muon.param_groups for p in group["params"]}
+    tables = {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, torch.nn.Embedding)}
+    assert {"partial_charges.0.bias.weight", "hirshfeld_ratios.0.shift.weight", "embedding.weight"} <= tables
+    assert tables.isdisjoint(muon)
+    assert {"charge_embedding.0.residual.mlp.0.weight", "partial_charges.0.regression.0.weight"} <= muon
+    assert "partial_charges.0.regression.2.weight" not in muon  # one output per atom: a head
 
 
 def test_optimizer_state_survives_a_round_trip():

@@ -3,13 +3,13 @@ matrices with AdamW on the rest.
 
 Muon (Jordan et al. 2024; `torch.optim.Muon`) replaces a matrix's momentum by its nearest orthogonal
 matrix, so that every direction of the matrix moves at the same rate; it is meant for hidden 2-D
-weights only, so embeddings, the scalar heads, biases, norms and the per-head (3-D) query/key/value
-tensors stay with AdamW. One `optim.lr` serves both: torch scales Muon's rate so that its updates have
+weights only, so embedding tables, the one-output heads, biases, norms and the per-head (3-D)
+query/key/value tensors stay with AdamW. One `optim.lr` serves both: torch scales Muon's rate so that its updates have
 the root-mean-square size 0.2·lr ("match_rms_adamw", the size of AdamW's updates late in long language
 model runs), and the group's `lr_scale` of 5 brings that to lr, the size of AdamW's updates while the
 gradients are consistent, as in these short runs (at 0.2·lr, 6 epochs of a small ethanol model lowered
 its validation force error a third as much as AdamW's; benchmarks/ACCURACY.md, "A twelfth sitting")."""
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, List, Set
 
 import torch
 
@@ -17,21 +17,23 @@ OPTIMIZERS = ("adamw", "muon")
 MUON_LR_SCALE = 5.0  # × optim.lr: updates of root-mean-square size lr (torch's "match_rms_adamw" gives 0.2·lr)
 
 
-def is_hidden_matrix(name: str, weight: torch.Tensor) -> bool:
-    """Muon's share: 2-D weights that are neither an embedding table nor a head with one output."""
-    return weight.ndim == 2 and "embed" not in name and weight.shape[0] > 1
+def hidden_matrices(model: torch.nn.Module) -> Set[int]:
+    """Muon's share, as ids: the weights of linear layers with more than one output. By module type, not
+    name: SO3LR's per-element tables (partial-charge bias, Hirshfeld shift) are `nn.Embedding`s whose
+    names do not say so, and its charge embedding holds hidden linear layers."""
+    return {id(module.weight) for module in model.modules()
+            if isinstance(module, torch.nn.Linear) and module.out_features > 1}
 
 
 class MuonWithAdamW:
     """Muon on the hidden matrices, AdamW on everything else, stepped together; `param_groups` lists
     both, so a learning-rate schedule that sets every group's "lr" (times its "lr_scale") drives both."""
 
-    def __init__(self, named_weights: Iterable[Tuple[str, torch.Tensor]], lr: float, weight_decay: float,
-                 amsgrad: bool):
-        matrices: List[torch.Tensor] = []
-        others: List[torch.Tensor] = []
-        for name, weight in named_weights:
-            (matrices if is_hidden_matrix(name, weight) else others).append(weight)
+    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, amsgrad: bool):
+        hidden = hidden_matrices(model)
+        weights = [p for p in model.parameters() if p.requires_grad]
+        matrices = [p for p in weights if id(p) in hidden]
+        others = [p for p in weights if id(p) not in hidden]
         if not matrices:
             raise ValueError("optim.optimizer=muon: the model has no hidden weight matrix to give Muon; use adamw")
         self.muon = torch.optim.Muon([{"params": matrices, "lr_scale": MUON_LR_SCALE}], lr=lr * MUON_LR_SCALE,
@@ -61,13 +63,12 @@ class MuonWithAdamW:
 
 def make_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float, amsgrad: bool):
     """The optimiser `name` (one of OPTIMIZERS) over the model's trainable weights."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if name == "adamw":
         # foreach: one kernel per operation over all parameters (a small model's step is overhead-bound)
-        return torch.optim.AdamW([p for _, p in named], lr=lr, weight_decay=weight_decay, amsgrad=amsgrad,
-                                 foreach=True)
+        return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                 weight_decay=weight_decay, amsgrad=amsgrad, foreach=True)
     if name == "muon":
-        return MuonWithAdamW(named, lr, weight_decay, amsgrad)
+        return MuonWithAdamW(model, lr, weight_decay, amsgrad)
     raise ValueError(f"optim.optimizer={name!r} must be one of {list(OPTIMIZERS)}")
 
 
