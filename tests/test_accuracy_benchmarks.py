@@ -15,6 +15,7 @@ from train_accuracy import (DATASETS, compare, load_results, mark_baseline, pars
 from so3krates_train.config import load_config  # noqa: E402
 from so3krates_train.trainer import Trainer  # noqa: E402
 
+SINGLE_MOLECULE_RESULTS = "screening_muon_so3lr_blocks_3layers_ethanol_3bpa_15min.json"
 # lines as mace-torch 0.3.16 writes them (error_table PerAtomMAE)
 MACE_LOG = """\
 2026-11-28 04:15:34.351 INFO: Started training, reporting errors on validation set
@@ -43,6 +44,19 @@ def test_mace_reads_the_same_frames_in_the_same_units(tmp_path):
         assert image.info["REF_energy"] == pytest.approx(frames.energy[k], abs=1e-9)
         np.testing.assert_allclose(image.arrays["REF_forces"], frames.forces[atoms], atol=1e-7)  # 8 decimals
         np.testing.assert_allclose(image.positions, frames.positions[atoms], atol=1e-7)
+
+
+def test_the_single_molecule_example_has_the_benchmark_s_3bpa_split(tmp_path, monkeypatch):
+    """Its README line quotes this benchmark's 3BPA test errors; its settings are the ones measured there."""
+    split = prepare("3bpa", 1.0, tmp_path, []).split
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    example = Trainer(load_config(str(root / "examples" / "3bpa_single_molecule.yaml"),
+                                  [f"output={tmp_path / 'example'}", "optim.epochs=0"]), show_progress=False)
+    assert example.split.test == split.test and example.split.train == split.train
+    measured = json.loads((root / "benchmarks" / "results" / SINGLE_MOLECULE_RESULTS).read_text())["set"]
+    assert load_config(None, measured).model == example.config.model
+    assert example.config.optim.optimizer == load_config(None, measured).optim.optimizer == "muon"
 
 
 def test_our_side_of_the_benchmark_runs_to_a_scored_model(tmp_path):

@@ -68,7 +68,8 @@ def test_example_configurations_are_valid(config):
     assert load_config(str(EXAMPLES / config)).data.path
 
 
-@pytest.mark.parametrize("config", ["rmd17_ethanol.yaml", "finetune_so3lr.yaml", "qm7x_multi_molecule.yaml"])
+@pytest.mark.parametrize("config", ["rmd17_ethanol.yaml", "finetune_so3lr.yaml", "qm7x_multi_molecule.yaml",
+                                    "3bpa_single_molecule.yaml"])
 def test_example_configurations_with_shipped_data_build_their_trainer(config, tmp_path, monkeypatch):
     """The configurations whose data ship read them and build their model (no steps taken)."""
     from so3krates_train.config import load_config

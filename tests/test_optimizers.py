@@ -101,3 +101,24 @@ def test_resuming_with_another_optimizer_is_an_error(tmp_path):
 def test_an_unknown_optimizer_is_an_error():
     with pytest.raises(ValueError, match=r"optim.optimizer='sgd' must be one of \['adamw', 'muon'\]"):
         make_optimizer(small_model(), "sgd", 1e-3, 0.0, False)
+
+
+def test_muon_ns_steps_reaches_torch_s_muon(tmp_path):
+    trainer = Trainer(load_config(None, SMALL + ["optim.optimizer=muon", "optim.muon_ns_steps=3", f"output={tmp_path}"]),
+                      show_progress=False)
+    assert [group["ns_steps"] for group in trainer.optimizer.muon.param_groups] == [3]
+    with pytest.raises(ValueError, match=r"optim.muon_ns_steps=0 must be from 1 to 99"):
+        make_optimizer(small_model(), "muon", 1e-3, 0.0, False, muon_ns_steps=0)
+
+
+def test_weight_decay_is_the_same_fraction_for_muon_s_and_adamw_s_weights():
+    """With zero gradients a step only decays: every weight, Muon's included (whose rate is lr_scale·lr),
+    shrinks by the factor 1 - lr·weight_decay."""
+    model = small_model()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = make_optimizer(model, "muon", 1e-2, 0.5, False)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), (1 - 1e-2 * 0.5) * before[name], msg=f"{name} decayed otherwise")

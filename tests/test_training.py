@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import List, Tuple
 
 import numpy as np
 import pytest
@@ -268,21 +269,36 @@ def test_a_non_finite_step_is_skipped_not_applied(tmp_path, capsys):
     assert model_path.is_file()
 
 
-def test_a_step_whose_gradient_alone_is_not_finite_names_the_weights(tmp_path, capsys):
-    """A finite loss with a non-finite gradient (e.g. the derivative of a square root at zero) is told
-    apart from a non-finite loss, with the weights whose gradient it reached."""
+def _skipped_after_changing_the_fifth_gradient(tmp_path, capsys, change) -> Tuple[str, List[str]]:
+    """Train one epoch with change(gradient) applied to the first weight tensor's gradient on the fifth
+    step: (that tensor's name, the lines of the skipped steps)."""
     trainer = Trainer(load_config(None, SMALL + ["optim.epochs=1", f"output={tmp_path}"]), show_progress=False)
     name, weight = next(iter(trainer.model.named_parameters()))
     calls = [0]
 
-    def poison_fifth_step(grad: torch.Tensor) -> torch.Tensor:
+    def change_fifth_step(grad: torch.Tensor) -> torch.Tensor:
         calls[0] += 1
-        return grad * float("nan") if calls[0] == 5 else grad
-    weight.register_hook(poison_fifth_step)
+        return change(grad) if calls[0] == 5 else grad
+    weight.register_hook(change_fifth_step)
     trainer.train()
-    skipped = [line for line in capsys.readouterr().err.splitlines() if "step skipped" in line]
+    return name, [line for line in capsys.readouterr().err.splitlines() if "step skipped" in line]
+
+
+def test_a_step_whose_gradient_alone_is_not_finite_names_the_weights(tmp_path, capsys):
+    """A finite loss with a non-finite gradient (e.g. the derivative of a square root at zero) is told
+    apart from a non-finite loss, with the weights whose gradient it reached."""
+    name, skipped = _skipped_after_changing_the_fifth_gradient(tmp_path, capsys, lambda grad: grad * float("nan"))
     assert len(skipped) == 1
     assert "finite loss, non-finite gradient in 1 of " in skipped[0] and f"weight tensors ({name}) on frames" in skipped[0]
+
+
+def test_a_gradient_too_large_for_its_norm_is_told_apart(tmp_path, capsys):
+    """Every gradient entry finite, but their squares sum past float32's range (a batch on which the
+    weights blow up): the line says so and names the largest entry's weights, not "0 of N tensors"."""
+    name, skipped = _skipped_after_changing_the_fifth_gradient(tmp_path, capsys, lambda grad: grad.sign() * 1e30)
+    assert len(skipped) == 1
+    assert (f"finite loss and gradient, but the gradient's norm overflows torch.float32 (largest entry 1e+30, "
+            f"in {name}) on frames") in skipped[0]
 
 
 def test_a_diverged_run_stops_with_a_clear_error(tmp_path):

@@ -42,6 +42,7 @@ class OptimConfig:
     batch_size: int = 5
     lr: Optional[float] = None  # None: DEFAULT_LR from scratch, FINETUNE_LR with init_from
     optimizer: str = "adamw"  # or "muon": Muon on the hidden weight matrices, AdamW on the rest
+    muon_ns_steps: int = 5  # Newton-Schulz iterations that orthogonalise each Muon update (torch's default)
     weight_decay: float = 0.0
     amsgrad: bool = False
     warmup_steps: int = 100

@@ -29,15 +29,18 @@ class MuonWithAdamW:
     """Muon on the hidden matrices, AdamW on everything else, stepped together; `param_groups` lists
     both, so a learning-rate schedule that sets every group's "lr" (times its "lr_scale") drives both."""
 
-    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, amsgrad: bool):
+    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, amsgrad: bool, ns_steps: int = 5):
         hidden = hidden_matrices(model)
         weights = [p for p in model.parameters() if p.requires_grad]
         matrices = [p for p in weights if id(p) in hidden]
         others = [p for p in weights if id(p) not in hidden]
         if not matrices:
             raise ValueError("optim.optimizer=muon: the model has no hidden weight matrix to give Muon; use adamw")
+        # torch's Muon decays by its own (scaled) rate times weight_decay: divided here, so that every weight
+        # loses the fraction lr·weight_decay per step, as with AdamW
         self.muon = torch.optim.Muon([{"params": matrices, "lr_scale": MUON_LR_SCALE}], lr=lr * MUON_LR_SCALE,
-                                     weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+                                     weight_decay=weight_decay / MUON_LR_SCALE, ns_steps=ns_steps,
+                                     adjust_lr_fn="match_rms_adamw")
         self.adamw = torch.optim.AdamW(others, lr=lr, weight_decay=weight_decay, amsgrad=amsgrad, foreach=True)
 
     @property
@@ -61,14 +64,18 @@ class MuonWithAdamW:
         self.adamw.load_state_dict(state["adamw"])
 
 
-def make_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float, amsgrad: bool):
-    """The optimiser `name` (one of OPTIMIZERS) over the model's trainable weights."""
+def make_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float, amsgrad: bool,
+                   muon_ns_steps: int = 5):
+    """The optimiser `name` (one of OPTIMIZERS) over the model's trainable weights; `muon_ns_steps`
+    Newton-Schulz iterations per Muon update (each costs three matrix products per matrix)."""
     if name == "adamw":
         # foreach: one kernel per operation over all parameters (a small model's step is overhead-bound)
         return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                                  weight_decay=weight_decay, amsgrad=amsgrad, foreach=True)
     if name == "muon":
-        return MuonWithAdamW(model, lr, weight_decay, amsgrad)
+        if not 1 <= muon_ns_steps < 100:  # torch refuses 100 or more; 0 would leave the update unorthogonalised
+            raise ValueError(f"optim.muon_ns_steps={muon_ns_steps} must be from 1 to 99")
+        return MuonWithAdamW(model, lr, weight_decay, amsgrad, muon_ns_steps)
     raise ValueError(f"optim.optimizer={name!r} must be one of {list(OPTIMIZERS)}")
 
 

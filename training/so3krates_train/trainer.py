@@ -138,7 +138,7 @@ class Trainer:
                 self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         o = cfg.optim
         lr = o.lr if o.lr is not None else (FINETUNE_LR if cfg.init_from is not None else DEFAULT_LR)
-        self.optimizer = make_optimizer(self.model, o.optimizer, lr, o.weight_decay, o.amsgrad)
+        self.optimizer = make_optimizer(self.model, o.optimizer, lr, o.weight_decay, o.amsgrad, o.muon_ns_steps)
         self.steps_per_epoch = math.ceil(len(self.train_frames) / (o.batch_size * self.world))
         self.schedule = LearningRateSchedule(lr, o.min_lr, o.warmup_steps, o.schedule, o.epochs * self.steps_per_epoch,
                                              o.time_limit_s, o.plateau_patience)
@@ -352,6 +352,10 @@ class Trainer:
             bad = [name for name, p in named if not torch.isfinite(p.grad).all()]
             what = (f"finite loss, non-finite gradient in {len(bad)} of {len(named)} weight tensors "
                     f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
+            if not bad:  # every entry finite, but the sum of their squares overflowed the gradient's dtype
+                largest, name = max((p.grad.abs().max().item(), name) for name, p in named)
+                what = (f"finite loss and gradient, but the gradient's norm overflows {named[0][1].grad.dtype} "
+                        f"(largest entry {largest:.3g}, in {name}): the weights are blowing up on this batch")
         print(f"{where}: {what} on frames {frames}; step skipped", file=sys.stderr)
         if self.nonfinite_in_a_row >= MAX_NONFINITE_STEPS_IN_A_ROW:
             raise TrainingDivergedError(
