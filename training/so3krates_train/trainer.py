@@ -355,7 +355,7 @@ class Trainer:
             if not bad:  # every entry finite, but the sum of their squares overflowed the gradient's dtype
                 largest, name = max((p.grad.abs().max().item(), name) for name, p in named)
                 what = (f"finite loss and gradient, but the gradient's norm overflows {named[0][1].grad.dtype} "
-                        f"(largest entry {largest:.3g}, in {name}): the weights are blowing up on this batch")
+                        f"(largest entry {largest:.3g}, in {name})")
         print(f"{where}: {what} on frames {frames}; step skipped", file=sys.stderr)
         if self.nonfinite_in_a_row >= MAX_NONFINITE_STEPS_IN_A_ROW:
             raise TrainingDivergedError(
