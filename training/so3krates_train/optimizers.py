@@ -29,7 +29,7 @@ class MuonWithAdamW:
     """Muon on the hidden matrices, AdamW on everything else, stepped together; `param_groups` lists
     both, so a learning-rate schedule that sets every group's "lr" (times its "lr_scale") drives both."""
 
-    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, amsgrad: bool, ns_steps: int = 5):
+    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, amsgrad: bool, ns_steps: int):
         hidden = hidden_matrices(model)
         weights = [p for p in model.parameters() if p.requires_grad]
         matrices = [p for p in weights if id(p) in hidden]

@@ -341,8 +341,8 @@ class Trainer:
     def _skip_nonfinite_step(self, rows: np.ndarray, loss_is_finite: bool) -> None:
         """Leave the weights alone after a batch whose loss or gradient is not finite: one such step
         would turn every weight into NaN, and the run would go on for its whole budget and export a
-        NaN model. Say which frames, and whether the loss or only its gradient (then in which weights)
-        was not finite; stop once it keeps happening (the weights have diverged)."""
+        NaN model. Say which frames, and whether the loss, only its gradient (then in which weights) or
+        only the gradient's norm was not finite; stop once it keeps happening (the weights have diverged)."""
         self.nonfinite_in_a_row += 1
         where = f"epoch {self.epoch + 1}, step {self.step}" + (f", rank {self.rank}" if self.world > 1 else "")
         frames = ", ".join(self.train_frames.origin[rows])
@@ -350,9 +350,10 @@ class Trainer:
         if loss_is_finite:
             named = [(name, p) for name, p in self.model.named_parameters() if p.grad is not None]
             bad = [name for name, p in named if not torch.isfinite(p.grad).all()]
-            what = (f"finite loss, non-finite gradient in {len(bad)} of {len(named)} weight tensors "
-                    f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
-            if not bad:  # every entry finite, but the sum of their squares overflowed the gradient's dtype
+            if bad:
+                what = (f"finite loss, non-finite gradient in {len(bad)} of {len(named)} weight tensors "
+                        f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
+            else:  # every entry finite, but the sum of their squares overflowed the gradient's dtype
                 largest, name = max((p.grad.abs().max().item(), name) for name, p in named)
                 what = (f"finite loss and gradient, but the gradient's norm overflows {named[0][1].grad.dtype} "
                         f"(largest entry {largest:.3g}, in {name})")
