@@ -207,9 +207,14 @@ def load_results(path: Path, minutes: float, settings: List[str]) -> Dict[str, D
     return stored["results"]
 
 
+def mace_runs(runs: Dict[str, Dict]) -> List[str]:
+    """The MACE runs among one data set's runs (one per dtype, named "MACE float32" etc.)."""
+    return [model for model in runs if model.startswith("MACE")]
+
+
 def mark_baseline(runs: Dict[str, Dict]) -> None:
     """The better MACE dtype by test force MAE is the baseline."""
-    maces = [m for m in runs if m.startswith("MACE")]
+    maces = mace_runs(runs)
     for m in maces:
         runs[m].pop("baseline", None)
     if maces:
@@ -243,7 +248,7 @@ def compare(folders: List[Path], figure: Path) -> List[str]:
                       f"{metrics['energy_per_atom']['mae_meV']:17.2f} {metrics['forces']['mae_meV']:14.1f} {train:16.1f}")
                 labels.append(f"{name}: {label}")
                 ax.plot(curve["minutes"], curve["force_mae_meV_A"], label=labels[-1])
-            for model in (m for m in runs if m.startswith("MACE")):
+            for model in mace_runs(runs):
                 labels.append(f"{name}: {model} ({folder.name})")
                 ax.plot(runs[model]["curve"]["minutes"], runs[model]["curve"]["force_mae_meV_A"], "--", label=labels[-1])
     ax.set_yscale("log")
