@@ -55,7 +55,8 @@ def test_the_single_molecule_example_has_the_benchmark_s_3bpa_split(tmp_path, mo
     example = Trainer(load_config(str(root / "examples" / "3bpa_single_molecule.yaml"),
                                   [f"output={tmp_path / 'example'}", "optim.epochs=0"]), show_progress=False)
     assert example.split.test == split.test and example.split.train == split.train
-    measured = load_config(None, json.loads((root / "benchmarks" / "results" / SINGLE_MOLECULE_RESULTS).read_text())["set"])
+    measured_settings = json.loads((root / "benchmarks" / "results" / SINGLE_MOLECULE_RESULTS).read_text())["set"]
+    measured = load_config(None, measured_settings)
     assert measured.model == example.config.model
     budget = {"epochs": 0, "time_limit_s": None}  # the benchmark gives its own
     assert replace(measured.optim, **budget) == replace(example.config.optim, **budget)
