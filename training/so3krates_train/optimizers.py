@@ -13,6 +13,8 @@ from typing import Dict, List, Set
 
 import torch
 
+from .config import OptimConfig
+
 OPTIMIZERS = ("adamw", "muon")
 MUON_LR_SCALE = 5.0  # × optim.lr: updates of root-mean-square size lr (torch's "match_rms_adamw" gives 0.2·lr)
 
@@ -65,7 +67,7 @@ class MuonWithAdamW:
 
 
 def make_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float, amsgrad: bool,
-                   muon_ns_steps: int = 5):
+                   muon_ns_steps: int = OptimConfig.muon_ns_steps):
     """The optimiser `name` (one of OPTIMIZERS) over the model's trainable weights; `muon_ns_steps`
     Newton-Schulz iterations per Muon update (each costs three matrix products per matrix)."""
     if name == "adamw":
